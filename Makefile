@@ -1,0 +1,39 @@
+# lookalike: `make run` serves the storefront on the bundled demo catalog; `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_ENCODER ?= demo/encoder.pt
+# One demo store per encoder: a new demo encoder never meets a store built by the old one.
+DEMO_STORE ?= .demo-store/$(shell sha256sum $(DEMO_ENCODER) 2>/dev/null | cut -c1-12)
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test lint run demo-store clean
+
+# The virtual environment is made from nothing; the stamp re-installs when pyproject.toml changes.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest
+
+# Resumable: a finished store is checked and left as it is, an interrupted one is completed.
+demo-store: install
+	$(BIN)/lookalike build --catalog demo/catalog.csv --encoder $(DEMO_ENCODER) --store $(DEMO_STORE)
+
+run: install demo-store
+	$(BIN)/lookalike serve --encoder $(DEMO_ENCODER) --store $(DEMO_STORE) --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf $(VENV) .demo-store .pytest_cache .ruff_cache

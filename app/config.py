@@ -1,0 +1,27 @@
+"""Service settings, read from ``LOOKALIKE_*`` environment variables (see the README's table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=None, extra="ignore")
+
+    encoder_path: Path = Field(Path("encoder.pt"), description="encoder.pt to embed with")
+    store_dir: Path = Field(Path("store"), description="product store directory (created if missing)")
+    api_keys: str = Field("", description="comma-separated keys accepted in X-API-Key for writes")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="most images per encoder forward")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a request waits for others")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted upload")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="largest accepted width x height")
+    host: str = Field("127.0.0.1", description="address `lookalike serve` binds")
+    port: int = Field(8000, ge=1, le=65535, description="port `lookalike serve` binds")
+
+    @property
+    def keys(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]

@@ -1,0 +1,42 @@
+"""Turning uploaded photos into embeddings: decode and preprocess in threads, forward in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from starlette.concurrency import run_in_threadpool
+
+from app.batching import MicroBatcher
+from encoder import Encoder, Preprocessor
+
+
+class Embedder:
+    """``await embed_bytes(data)`` -> (D,) float32 unit vector; concurrent calls share forwards."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        max_image_pixels: int = 40_000_000,
+    ) -> None:
+        self.encoder = encoder.eval()
+        self.preprocess = Preprocessor(encoder.config, max_image_pixels)
+        self.batcher: MicroBatcher[torch.Tensor, np.ndarray] = MicroBatcher(
+            self._forward, max_batch_size, max_wait_ms
+        )
+
+    def _forward(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
+        batch = torch.stack(pixels)  # (B, 3, S, S)
+        return list(self.encoder.embed(batch).cpu().numpy())  # B x (D,)
+
+    async def embed_bytes(self, data: bytes) -> np.ndarray:
+        """Raises ``ImageDecodeError`` for bytes that are not a usable image."""
+        pixels = await run_in_threadpool(self.preprocess, data)
+        return await self.batcher.submit(pixels)
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def close(self) -> None:
+        await self.batcher.close()

@@ -1,0 +1,76 @@
+"""The FastAPI application: lifespan loads encoder + store, routers serve them, static/ the page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from app.body_limit import BodySizeLimit
+from app.config import Settings
+from app.embedder import Embedder
+from app.errors import install_error_handlers
+from app.routes import health, products, search
+from encoder import encoder_fingerprint, load_encoder, pick_device
+from index import ProductStore
+
+log = logging.getLogger("lookalike")
+STATIC_DIR = Path(__file__).parent / "static"
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields next to the image
+
+
+def _load(settings: Settings) -> tuple[Embedder, ProductStore]:
+    device = pick_device(settings.device)
+    encoder = load_encoder(settings.encoder_path, map_location=device)
+    store = ProductStore(settings.store_dir, encoder_fingerprint(encoder), encoder.embed_dim)
+    embedder = Embedder(encoder, settings.max_batch_size, settings.max_wait_ms, settings.max_image_pixels)
+    log.info(
+        "loaded encoder %s (%s) on %s; store %s holds %d products",
+        encoder_fingerprint(encoder)[:12],
+        encoder.config.arch,
+        device,
+        settings.store_dir,
+        store.count(),
+    )
+    return embedder, store
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    embedder, store = await run_in_threadpool(_load, app.state.settings)
+    embedder.start()
+    app.state.embedder, app.state.store = embedder, store
+    try:
+        yield
+    finally:
+        await embedder.close()
+        await run_in_threadpool(store.close)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the encoder and store are loaded when it starts (lifespan)."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="lookalike",
+        summary="Visual product search: upload a photo, get the most similar products.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    for module in (search, products, health):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def storefront() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    return app

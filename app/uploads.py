@@ -1,0 +1,33 @@
+"""Reading an uploaded photo safely and turning image errors into HTTP answers."""
+
+from __future__ import annotations
+
+from fastapi import UploadFile
+
+from app.embedder import Embedder
+from app.errors import ApiError
+from encoder import ImageDecodeError
+
+_STATUS = {"unsupported": (415, "unsupported_media_type"), "too_large": (413, "image_too_large")}
+
+
+async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """The upload's bytes, read in chunks; 413 as soon as it passes ``max_bytes``, 400 when empty."""
+    chunks, size = [], 0
+    while chunk := await upload.read(1024 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "payload_too_large", f"the image exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    if size == 0:
+        raise ApiError(400, "empty_upload", "the uploaded image is empty (0 bytes)")
+    return b"".join(chunks)
+
+
+async def embed_upload(embedder: Embedder, data: bytes):  # -> np.ndarray (D,)
+    """Embed validated bytes; unusable images become 413/415/422, never a 500."""
+    try:
+        return await embedder.embed_bytes(data)
+    except ImageDecodeError as exc:
+        status, code = _STATUS.get(exc.kind, (422, "invalid_image"))
+        raise ApiError(status, code, str(exc)) from exc

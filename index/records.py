@@ -1,0 +1,62 @@
+"""The records the product store hands out, and the errors it raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ProductImage:
+    id: int
+    content_hash: str
+    path: str  # relative to the store directory
+
+
+@dataclass(frozen=True)
+class Product:
+    id: int
+    sku: str
+    title: str
+    category: str | None
+    price: float | None
+    attributes: dict[str, Any]
+    created_at: str
+    updated_at: str
+    images: tuple[ProductImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewProduct:
+    """A product to add, with its images' bytes and embeddings (one (D,) vector per image)."""
+
+    sku: str
+    title: str
+    category: str | None = None
+    price: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    images: tuple[bytes, ...] = ()
+    embeddings: np.ndarray | None = None  # (len(images), D) float32, L2-normalised
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    product: Product
+    score: float  # cosine similarity of the best-matching image
+    image_id: int  # which image of the product matched
+
+
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class DuplicateSkuError(StoreError):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"a product with sku {sku!r} already exists")
+        self.sku = sku
+
+
+class EncoderMismatchError(StoreError):
+    """Embeddings from another encoder cannot share an index with this store's."""

@@ -1,0 +1,32 @@
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS products (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sku         TEXT NOT NULL UNIQUE,
+    title       TEXT NOT NULL,
+    category    TEXT,
+    price       REAL,
+    attributes  TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS products_category ON products (category);
+CREATE TABLE IF NOT EXISTS images (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    product_id    INTEGER NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    content_hash  TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    embedding     BLOB NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_product ON images (product_id);
+-- Every change to the vector set, in commit order: the FAISS snapshot records the last seq it
+-- holds, and start-up replays the newer ones.
+CREATE TABLE IF NOT EXISTS changes (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    op        TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+    image_id  INTEGER NOT NULL
+);

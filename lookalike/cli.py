@@ -1,0 +1,89 @@
+"""``lookalike``: one command line for the whole pipeline.
+
+lookalike train  ...   learn the encoder self-supervised (training/)
+lookalike build  ...   embed a catalog into a product store (index/)
+lookalike serve  ...   run the search API and storefront (app/)
+lookalike eval   ...   measure retrieval quality of an encoder (training/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _serve_parser(add_help: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=add_help)
+    parser.add_argument("--host", default=None, help="default: LOOKALIKE_HOST or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: LOOKALIKE_PORT or 8000")
+    parser.add_argument("--encoder", default=None, help="encoder.pt (default: LOOKALIKE_ENCODER_PATH)")
+    parser.add_argument("--store", default=None, help="store directory (default: LOOKALIKE_STORE_DIR)")
+    parser.add_argument("--log-level", default="info")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.config import Settings
+    from app.main import create_app
+
+    overrides = {"encoder_path": args.encoder, "store_dir": args.store, "host": args.host, "port": args.port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from training.train import main
+
+    main(args)
+
+
+def _build(args: argparse.Namespace) -> None:
+    from index.build import main
+
+    main(args).close()
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from training.evaluate import main
+
+    main(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from index.build import get_args_parser as build_args
+    from training.evaluate import get_args_parser as eval_args
+    from training.train import get_args_parser as train_args
+
+    parser = argparse.ArgumentParser(
+        prog="lookalike", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, parent, run, text in (
+        ("train", train_args(add_help=False), _train, "train the image encoder (SimCLR)"),
+        ("build", build_args(add_help=False), _build, "embed a catalog into a product store"),
+        ("serve", _serve_parser(), _serve, "serve the search API and the storefront"),
+        ("eval", eval_args(add_help=False), _eval, "recall@k and mAP@10 of an encoder"),
+    ):
+        sub = commands.add_parser(name, parents=[parent], help=text, description=text)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as exc:  # a user's mistake: say it plainly
+        print(f"lookalike {args.command}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from index.build import get_args_parser, main
+
+API_KEY = "test-key"
+
+
+@pytest.fixture()
+def store_dir(photo_folder: Path, tiny_encoder_path: Path, tmp_path: Path) -> Path:
+    """A real store of the 12 photos, built with the tiny encoder."""
+    args = get_args_parser().parse_args(
+        [
+            "--catalog",
+            str(photo_folder),
+            "--encoder",
+            str(tiny_encoder_path),
+            "--store",
+            str(tmp_path / "store"),
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+    )
+    main(args).close()
+    return tmp_path / "store"
+
+
+def make_client(tiny_encoder_path: Path, store_dir: Path, **settings: object) -> TestClient:
+    base = {
+        "encoder_path": tiny_encoder_path,
+        "store_dir": store_dir,
+        "api_keys": API_KEY,
+        "max_upload_bytes": 300_000,
+        "max_wait_ms": 2,
+    }
+    return TestClient(create_app(Settings(**{**base, **settings})))
+
+
+@pytest.fixture()
+def client(tiny_encoder_path: Path, store_dir: Path) -> Iterator[TestClient]:
+    with make_client(tiny_encoder_path, store_dir) as c:
+        yield c

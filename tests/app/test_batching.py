@@ -1,0 +1,67 @@
+import asyncio
+
+import pytest
+
+from app.batching import MicroBatcher
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_results() -> None:
+    seen: list[int] = []
+
+    def double(items: list[int]) -> list[int]:
+        seen.append(len(items))
+        return [2 * x for x in items]
+
+    async def main() -> list[int]:
+        batcher = MicroBatcher(double, max_batch_size=8, max_wait_ms=50)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+        finally:
+            await batcher.close()
+
+    assert run(main()) == [2 * i for i in range(20)]
+    assert sum(seen) == 20 and max(seen) == 8 and len(seen) < 20
+
+
+def test_a_failing_batch_fails_every_waiter_and_the_batcher_goes_on() -> None:
+    def flaky(items: list[int]) -> list[int]:
+        if 13 in items:
+            raise RuntimeError("boom")
+        return items
+
+    async def main():
+        batcher = MicroBatcher(flaky, max_batch_size=4, max_wait_ms=20)
+        batcher.start()
+        try:
+            results = await asyncio.gather(*(batcher.submit(i) for i in (11, 12, 13)), return_exceptions=True)
+            after = await batcher.submit(5)
+            return results, after
+        finally:
+            await batcher.close()
+
+    results, after = run(main())
+    assert all(isinstance(r, RuntimeError) for r in results) and after == 5
+
+
+def test_wrong_number_of_results_is_an_error_not_a_mixup() -> None:
+    async def main():
+        batcher = MicroBatcher(lambda items: items[:-1], max_batch_size=4, max_wait_ms=20)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    assert all(isinstance(r, RuntimeError) and "results" in str(r) for r in run(main()))
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda x: x, max_batch_size=0)
+    with pytest.raises(RuntimeError, match="start"):
+        run(MicroBatcher(lambda x: x).submit(1))

@@ -1,0 +1,67 @@
+"""Image datasets over a catalog folder or CSV: unlabeled for training, labeled for evaluation."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from encoder import list_image_files, open_image_file
+
+
+def read_image_list(source: str | Path, label_column: str = "category") -> list[tuple[Path, str]]:
+    """(image path, label) pairs from a folder or a CSV.
+
+    Folder: every image below it; the label is the name of the image's parent folder.
+    CSV: an ``image_path`` column (relative to the CSV's folder) and ``label_column``
+    (empty labels are allowed for unlabeled training).
+    """
+    source = Path(source)
+    if source.is_dir():
+        return [(p, p.parent.name) for p in list_image_files(source)]
+    if source.suffix.lower() == ".csv" and source.is_file():
+        with source.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if "image_path" not in (reader.fieldnames or []):
+                raise ValueError(f"{source}: a CSV needs an image_path column, has {reader.fieldnames}")
+            return [(source.parent / row["image_path"], row.get(label_column) or "") for row in reader]
+    raise ValueError(f"{source} is neither a folder of images nor a .csv file")
+
+
+class ImageListDataset(Dataset):
+    """Images from ``read_image_list``; item = (transform(image), label index).
+
+    ``classes`` lists the labels in sorted order. A file that cannot be decoded raises with
+    its path, rather than silently training on less data.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        transform: Callable[[Any], Any],
+        label_column: str = "category",
+        limit: int | None = None,
+    ) -> None:
+        items = read_image_list(source, label_column)
+        if limit is not None:
+            items = items[:limit]
+        if not items:
+            raise ValueError(f"no images found in {source}")
+        self.paths = [p for p, _ in items]
+        self.classes = sorted({label for _, label in items})
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.targets = [index[label] for _, label in items]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        try:
+            image = open_image_file(self.paths[i])
+        except ValueError as exc:
+            raise ValueError(f"{self.paths[i]}: {exc}") from exc
+        return self.transform(image), self.targets[i]
