@@ -46,11 +46,11 @@ def read_catalog(source: str | Path) -> list[CatalogItem]:
 
 def _from_folder(root: Path) -> list[CatalogItem]:
     files = list_image_files(root)
-    stems = [p.stem for p in files]
+    stem_counts = Counter(p.stem for p in files)
     items = []
-    for path, stem in zip(files, stems, strict=True):
+    for path in files:
         category = path.parent.name if path.parent != root else None
-        sku = stem if stems.count(stem) == 1 else f"{category}/{stem}"
+        sku = path.stem if stem_counts[path.stem] == 1 else f"{category}/{path.stem}"
         items.append(CatalogItem(sku, sku, category, None, (path,)))
     return items
 
