@@ -13,7 +13,7 @@ class _TooLarge(HTTPException):
 
     def __init__(self, max_bytes: int) -> None:
         message = f"request body exceeds {max_bytes / (1024 * 1024):.1f} MiB"
-        super().__init__(413, detail={"code": "payload_too_large", "message": message})
+        super().__init__(413, detail={"code": "payload_too_large", "message": message})  # type: ignore[arg-type]
 
 
 class BodySizeLimit:

@@ -131,7 +131,7 @@ class ProductStore:
             added = [c["image_id"] for c in changes if c["op"] == "add"]
             removed = [c["image_id"] for c in changes if c["op"] == "remove"]
             if removed:
-                index.remove_ids(np.array(removed, dtype=np.int64))
+                index.remove_ids(np.array(removed, dtype=np.int64))  # type: ignore[arg-type]
             rows = self._rows_in("SELECT id, embedding FROM images WHERE id IN ({})", added)
             self._add_rows(index, rows)
         n_images = self._query("SELECT COUNT(*) AS n FROM images")[0]["n"]
@@ -155,7 +155,7 @@ class ProductStore:
         with self._db_lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _rows_in(self, sql: str, ids: Sequence[int]) -> list[sqlite3.Row]:
+    def _rows_in(self, sql: str, ids: Sequence[int | str]) -> list[sqlite3.Row]:
         """Run ``sql`` with its ``IN ({})`` filled by ``ids``, in chunks under SQLite's limit."""
         rows: list[sqlite3.Row] = []
         for start in range(0, len(ids), 500):
@@ -236,7 +236,8 @@ class ProductStore:
         files = [[self._write_image_file(data) for data in p.images] for p in products]
         with self._write_lock:
             now = _now()
-            product_ids, new_ids = [], []
+            product_ids: list[int] = []
+            new_ids: list[int] = []
             try:
                 with self._transaction() as db:
                     for p, emb, stored in zip(products, vectors, files, strict=False):
@@ -245,14 +246,14 @@ class ProductStore:
                             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
                         )
-                        product_ids.append(cur.lastrowid)
+                        product_ids.append(int(cur.lastrowid or 0))
                         for vector, (digest, rel) in zip(emb, stored, strict=False):
                             cur = db.execute(
                                 "INSERT INTO images (product_id, content_hash, path, embedding,"
                                 " fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                                 (product_ids[-1], digest, rel, vector.tobytes(), self.fingerprint, now),
                             )
-                            new_ids.append(cur.lastrowid)
+                            new_ids.append(int(cur.lastrowid or 0))
                             db.execute(
                                 "INSERT INTO changes (op, image_id) VALUES ('add', ?)", (cur.lastrowid,)
                             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from torch import nn
 
 from encoder import Encoder
@@ -9,7 +11,7 @@ from encoder import Encoder
 
 def backbone_blocks(encoder: Encoder) -> tuple[nn.Module, list[nn.Module]]:
     """(stem, [block 1, block 2, ...]) of the backbone, blocks ordered from input to output."""
-    arch, net = encoder.config.arch, encoder.backbone
+    arch, net = encoder.config.arch, cast(Any, encoder.backbone)  # arch-specific attributes below
     if arch == "efficientnet_lite0":
         lite = net.net
         return nn.ModuleList([lite._conv_stem, lite._bn0]), list(lite._blocks)

@@ -10,7 +10,8 @@ from torch import nn
 
 def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict[str, object]]:
     """Two groups of ``module``'s trainable parameters: weights with decay, norms/biases without."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue

@@ -24,7 +24,9 @@ _MEDIA_TYPES = {
     "gif": "image/gif",
     "bmp": "image/bmp",
 }
-_WRITE_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422)}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422)
+}
 
 
 def _parse_attributes(raw: str | None) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +15,7 @@ from app.uploads import embed_upload, read_upload
 router = APIRouter(tags=["search"])
 MAX_K = 100
 
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422)}
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
