@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from encoder import (
     pick_device,
 )
 from encoder.backbones import BACKBONES
+from training.colour_hist import ColourHistogramEmbedder
 from training.data import ImageListDataset
 from training.metrics import retrieval_report
 
@@ -34,7 +36,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Measure retrieval quality of an encoder.", add_help=add_help
     )
-    parser.add_argument("--encoder", required=True, help="encoder.pt, or 'imagenet' / 'random' with --arch")
+    parser.add_argument(
+        "--encoder",
+        default=None,
+        help="encoder.pt, or 'imagenet' / 'random' with --arch; optional when a --baseline is given",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=["random", "pretrained", "colour-hist"],
+        help="also report a baseline (repeatable): 'random' = randomly initialised --arch, "
+        "'pretrained' = ImageNet efficientnet_lite0, 'colour-hist' = HSV colour histogram",
+    )
     parser.add_argument("--arch", default="efficientnet_lite0", choices=sorted(BACKBONES))
     parser.add_argument("--image-size", type=int, default=224, help="for 'imagenet' / 'random'")
     parser.add_argument("--queries", required=True, help="folder (label = parent folder) or CSV")
@@ -71,22 +85,54 @@ def embed_labeled(
     return np.concatenate(chunks), labels
 
 
-def main(args: argparse.Namespace) -> dict[str, float]:
+def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Evaluate ``--encoder`` and each ``--baseline``; returns {name: retrieval report}.
+
+    name = the ``--encoder`` value, or "baseline:random" / "baseline:pretrained" /
+    "baseline:colour-hist". One printed line or block per entry (one JSON line with ``--json``).
+    """
+    baselines = list(dict.fromkeys(getattr(args, "baseline", None) or []))  # dedupe, keep order
+    if not args.encoder and not baselines:
+        get_args_parser().error("give --encoder, at least one --baseline, or both")
     device = pick_device(args.device)
-    encoder = resolve_encoder(args.encoder, args.arch, args.image_size, args.seed).to(device)
-    started = time.perf_counter()
-    q, q_labels = embed_labeled(encoder, args.queries, args.label_column, args.batch_size, args.workers)
-    g, g_labels = embed_labeled(encoder, args.gallery, args.label_column, args.batch_size, args.workers)
-    report = retrieval_report(q, np.array(q_labels), g, np.array(g_labels))
-    seconds = time.perf_counter() - started
-    summary = {"encoder": args.encoder, "queries": len(q), "gallery": len(g), **report}
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{args.encoder}: {len(q)} queries vs {len(g)} gallery images ({seconds:.0f} s)")
-        for name, value in report.items():
-            print(f"  {name:>10}: {value:.3f}")
-    return report
+
+    def embedder(baseline: str | None) -> Callable[[str], tuple[np.ndarray, list[str]]]:
+        """A baseline's name, or None for --encoder -> embed(source) = ((N, D) float32, N labels).
+
+        Models are built one at a time, when their turn comes.
+        """
+        if baseline == "colour-hist":
+            hist = ColourHistogramEmbedder()
+            return lambda source: hist.embed_source(source, args.label_column)
+        if baseline == "random":
+            encoder = resolve_encoder("random", args.arch, args.image_size, args.seed)
+        elif baseline == "pretrained":
+            encoder = resolve_encoder("imagenet", "efficientnet_lite0", args.image_size, args.seed)
+        elif baseline is None:
+            encoder = resolve_encoder(args.encoder, args.arch, args.image_size, args.seed)
+        else:
+            raise ValueError(f"unknown baseline {baseline!r}")
+        encoder = encoder.to(device)
+        return lambda source: embed_labeled(encoder, source, args.label_column, args.batch_size, args.workers)
+
+    runs: list[tuple[str, str | None]] = [(args.encoder, None)] if args.encoder else []
+    runs += [(f"baseline:{b}", b) for b in baselines]
+    reports: dict[str, dict[str, float]] = {}
+    for name, baseline in runs:
+        embed = embedder(baseline)
+        started = time.perf_counter()
+        q, q_labels = embed(args.queries)
+        g, g_labels = (q, q_labels) if args.gallery == args.queries else embed(args.gallery)
+        report = retrieval_report(q, np.array(q_labels), g, np.array(g_labels))
+        seconds = time.perf_counter() - started
+        reports[name] = report
+        if args.json:
+            print(json.dumps({"encoder": name, "queries": len(q), "gallery": len(g), **report}))
+        else:
+            print(f"{name}: {len(q)} queries vs {len(g)} gallery images ({seconds:.0f} s)")
+            for metric, value in report.items():
+                print(f"  {metric:>10}: {value:.3f}")
+    return reports
 
 
 if __name__ == "__main__":

@@ -1,36 +1,30 @@
-"""SimCLR: the encoder followed by a 2-layer projection head; the head is dropped at export."""
+"""SimCLR (Chen et al., 2020): the encoder, a 2-layer projection head and NT-Xent."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from encoder import Encoder
+from training.heads import MLPHead
+from training.loss import NTXentLoss
+from training.method import SSLMethod
 
 
-class ProjectionHead(nn.Sequential):
-    """Linear -> BatchNorm -> ReLU -> Linear, as in SimCLR (features (N, D) -> (N, out_dim))."""
+class SimCLR(SSLMethod):
+    """``forward(view1, view2)`` -> NT-Xent over all 2N - 2 negatives (from every rank)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128) -> None:
-        super().__init__(
-            nn.Linear(in_dim, hidden_dim, bias=False),
-            nn.BatchNorm1d(hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, out_dim),
-        )
-
-
-class SimCLR(nn.Module):
-    """Encoder + projection head. ``forward(view1, view2)`` returns the two projections."""
-
-    def __init__(self, encoder: Encoder, hidden_dim: int = 2048, out_dim: int = 128) -> None:
+    def __init__(
+        self, encoder: Encoder, hidden_dim: int = 2048, out_dim: int = 128, temperature: float = 0.2
+    ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = ProjectionHead(encoder.embed_dim, hidden_dim, out_dim)
+        self.head = MLPHead(encoder.embed_dim, hidden_dim, out_dim)
+        self.criterion = NTXentLoss(temperature)
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """view1, view2: (N, 3, H, W) -> z1, z2: (N, out_dim). One forward over the 2N views,
-        so BatchNorm sees both views together."""
-        n = view1.shape[0]
-        z = self.head(self.encoder(torch.cat([view1, view2], dim=0)))  # z: (2N, out_dim)
-        return z[:n], z[n:]
+    def project(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """view1, view2: (N, 3, H, W) -> z1, z2: (N, out_dim)."""
+        return self.encode_views(self.encoder, self.head, view1, view2)
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        z1, z2 = self.project(view1, view2)
+        return self.criterion(z1, z2)

@@ -1,86 +1,114 @@
-"""Self-supervised training of the image encoder (SimCLR) on unlabeled catalog photos.
+"""Self-supervised training of the image encoder on unlabeled catalog photos.
 
-    lookalike train --data PHOTOS_DIR --arch efficientnet_lite0 --init imagenet \
-        --image-size 160 --epochs 1 --batch-size 64 --out encoder.pt
+    lookalike train --data PHOTOS_DIR --method simclr --arch efficientnet_lite0 --init imagenet \
+        --freeze-blocks 12 --bn-eval --image-size 160 --embed-image-size 224 --out encoder.pt
 
-Only the backbone is exported: ``encoder.pt`` is what ``lookalike build`` and the server load.
+Methods: SimCLR, MoCo v2, BYOL. Multi-GPU / multi-node: ``torchrun --nproc-per-node G -m
+lookalike train ...`` (``--batch-size`` is per process). Only the backbone is exported:
+``encoder.pt`` is what ``lookalike build`` and the server load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 
 from encoder import Encoder, EncoderConfig, load_imagenet_weights, pick_device, save_encoder
 from encoder.backbones import BACKBONES
 from training.augment import AugmentConfig, TwoViews, view_transform
+from training.byol import BYOL
 from training.data import ImageListDataset
-from training.freeze import freeze_blocks, set_batchnorm_eval
-from training.loss import NTXentLoss
-from training.optim import param_groups, set_lr, warmup_cosine
+from training.distributed import DistInfo, init_distributed
+from training.engine import StepSettings, train_one_epoch, unwrap
+from training.freeze import freeze_blocks
+from training.method import SSLMethod
+from training.moco import MoCo
+from training.optim import OPTIMIZERS, build_optimizer, param_groups
 from training.simclr import SimCLR
+from training.state import load_checkpoint, save_checkpoint
+
+METHODS = ("simclr", "moco", "byol")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Train the image encoder self-supervised (SimCLR) on unlabeled photos.",
-        add_help=add_help,
+    p = argparse.ArgumentParser(
+        description="Train the image encoder self-supervised on unlabeled photos.", add_help=add_help
     )
-    parser.add_argument("--data", required=True, help="folder of photos (recursive) or CSV with image_path")
-    parser.add_argument("--out", default="encoder.pt", help="where to write the exported encoder")
-    parser.add_argument("--method", default="simclr", choices=["simclr"])
-    parser.add_argument("--arch", default="efficientnet_lite0", choices=sorted(BACKBONES))
-    parser.add_argument(
+    p.add_argument("--data", required=True, help="folder of photos (recursive) or CSV with image_path")
+    p.add_argument("--out", default="encoder.pt", help="where to write the exported encoder")
+    p.add_argument("--output-dir", default=None, help="checkpoint every epoch and log.jsonl here")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="continue from a checkpoint (default: OUTPUT_DIR/checkpoint.pt)",
+    )
+    p.add_argument("--method", default="simclr", choices=METHODS)
+    p.add_argument("--arch", default="efficientnet_lite0", choices=sorted(BACKBONES))
+    p.add_argument(
         "--init",
         default="random",
-        help="'random', 'imagenet' (shipped weights, efficientnet_lite0 only) or a backbone state dict path",
+        help="'random', 'imagenet' (shipped weights, efficientnet_lite0) or a backbone state dict",
     )
-    parser.add_argument("--image-size", type=int, default=224, help="training crop size (px)")
-    parser.add_argument(
+    p.add_argument("--image-size", type=int, default=224, help="training crop size (px)")
+    p.add_argument(
         "--embed-image-size",
         type=int,
         default=None,
         help="image size the exported encoder embeds at (default: --image-size)",
     )
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=64, help="images per step (2x views)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="backbone learning rate (AdamW)")
-    parser.add_argument("--head-lr", type=float, default=1e-3, help="projection head learning rate")
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--warmup-fraction", type=float, default=0.1, help="share of steps spent warming up")
-    parser.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature τ")
-    parser.add_argument("--proj-hidden-dim", type=int, default=2048)
-    parser.add_argument("--proj-dim", type=int, default=128)
-    parser.add_argument("--freeze-blocks", type=int, default=0, help="freeze the stem and the first N blocks")
-    parser.add_argument(
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64, help="images per step and process (2 views each)")
+    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=1e-4, help="backbone learning rate")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of heads and predictor")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD / LARS momentum")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="not applied to norms and biases")
+    p.add_argument("--warmup-fraction", type=float, default=0.1, help="share of steps warming up linearly")
+    p.add_argument("--temperature", type=float, default=0.2, help="SimCLR / MoCo temperature τ")
+    p.add_argument("--proj-hidden-dim", type=int, default=2048)
+    p.add_argument("--proj-dim", type=int, default=None, help="projection size (128; BYOL 256)")
+    p.add_argument("--moco-queue", type=int, default=4096, help="MoCo negatives kept (< catalog size)")
+    p.add_argument("--moco-momentum", type=float, default=0.99)
+    p.add_argument("--byol-momentum", type=float, default=0.99, help="BYOL base EMA momentum (-> 1)")
+    p.add_argument("--freeze-blocks", type=int, default=0, help="freeze the stem and the first N blocks")
+    p.add_argument(
         "--bn-eval",
         action="store_true",
         help="keep the backbone's BatchNorm statistics fixed (recommended with --init imagenet)",
     )
-    parser.add_argument("--crop-min-scale", type=float, default=0.2)
-    parser.add_argument("--jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter")
-    parser.add_argument("--hue", type=float, default=0.05, help="hue jitter (0 keeps colours)")
-    parser.add_argument("--grayscale-p", type=float, default=0.2)
-    parser.add_argument("--blur-p", type=float, default=0.5)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA + torchrun)")
+    p.add_argument("--crop-min-scale", type=float, default=0.2)
+    p.add_argument("--jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter")
+    p.add_argument("--hue", type=float, default=0.05, help="hue jitter (0 keeps colours)")
+    p.add_argument("--grayscale-p", type=float, default=0.2)
+    p.add_argument("--blur-p", type=float, default=0.5)
+    p.add_argument("--val", default=None, help="labeled folder/CSV for the kNN top-1 monitor")
+    p.add_argument("--knn-every", type=int, default=1, help="epochs between kNN monitor runs")
+    p.add_argument("--knn-k", type=int, default=20)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA too")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true", help="deterministic kernels (for exact resume)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -100,47 +128,48 @@ def build_encoder(arch: str, init: str, embed_image_size: int) -> Encoder:
     return encoder
 
 
-def train_one_epoch(
-    model: SimCLR,
-    criterion: NTXentLoss,
-    loader: Iterable[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    epoch: int,
-    step: int,
-    total_steps: int,
-    warmup_steps: int,
-    bn_eval: bool,
-    progress: bool = True,
-) -> tuple[float, int]:
-    """One pass over ``loader``; returns (mean loss, global step after the epoch)."""
-    model.train()
-    if bn_eval:
-        set_batchnorm_eval(model.encoder)
-    losses: list[float] = []
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, dynamic_ncols=True)
-    for (view1, view2), _ in bar:
-        started = time.perf_counter()
-        lr = set_lr(optimizer, warmup_cosine(step, total_steps, warmup_steps))
-        view1 = view1.to(device, non_blocking=True)  # (N, 3, H, W)
-        view2 = view2.to(device, non_blocking=True)
-        z1, z2 = model(view1, view2)  # (N, P) each
-        loss = criterion(z1, z2)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        losses.append(loss.item())
-        rate = 2 * view1.shape[0] / (time.perf_counter() - started)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", views_per_s=f"{rate:.1f}")
-    return float(np.mean(losses)) if losses else float("nan"), step
+def build_method(args: argparse.Namespace, encoder: Encoder) -> SSLMethod:
+    if args.method == "simclr":
+        return SimCLR(encoder, args.proj_hidden_dim, args.proj_dim or 128, args.temperature)
+    if args.method == "moco":
+        return MoCo(
+            encoder,
+            args.proj_hidden_dim,
+            args.proj_dim or 128,
+            args.moco_queue,
+            args.moco_momentum,
+            args.temperature,
+        )
+    return BYOL(encoder, args.proj_hidden_dim, args.proj_dim or 256, args.byol_momentum)
+
+
+def _optimizer(args: argparse.Namespace, method: SSLMethod) -> torch.optim.Optimizer:
+    """Backbone groups at --lr, every head at --head-lr; no decay on norms and biases."""
+    heads = [m for name, m in method.named_children() if name != "encoder"]
+    groups = param_groups(method.encoder, args.lr, args.weight_decay)
+    for head in heads:
+        groups += param_groups(head, args.head_lr, args.weight_decay)
+    return build_optimizer(args.optimizer, groups, args.lr, args.momentum)
+
+
+def _log(path: Path | None, record: dict[str, Any]) -> None:
+    print(json.dumps(record))
+    if path is not None:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def main(args: argparse.Namespace) -> Path:
-    seed_everything(args.seed)
     device = pick_device(args.device)
+    dist_info: DistInfo = init_distributed(device.type)
+    if device.type == "cuda" and dist_info.enabled:
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    seed_everything(args.seed)
     augment = AugmentConfig(
         image_size=args.image_size,
         crop_scale=(args.crop_min_scale, 1.0),
@@ -151,58 +180,113 @@ def main(args: argparse.Namespace) -> Path:
     )
     encoder = build_encoder(args.arch, args.init, args.embed_image_size or args.image_size)
     trainable = freeze_blocks(encoder, args.freeze_blocks)
-    model = SimCLR(encoder, args.proj_hidden_dim, args.proj_dim).to(device)
+    method = build_method(args, encoder)
+    if args.sync_bn and dist_info.enabled and device.type == "cuda":
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    channels_last = device.type == "cuda"
+    method = method.to(device)
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
 
     dataset = ImageListDataset(
         args.data,
         TwoViews(view_transform(augment, encoder.config.mean, encoder.config.std)),
         limit=args.limit,
     )
-    batch_size = min(args.batch_size, len(dataset))
+    batch_size = min(args.batch_size, len(dataset) // dist_info.world_size)
     if batch_size < 2:
-        raise ValueError("SimCLR needs at least 2 training images")
+        raise ValueError("self-supervised training needs at least 2 training images per process")
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(dataset, dist_info.world_size, dist_info.rank, seed=args.seed, drop_last=True)
+        if dist_info.enabled
+        else None
+    )
+    generator = torch.Generator()
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         drop_last=True,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(args.seed),
+        persistent_workers=False,
+        generator=generator,
     )
-    optimizer = torch.optim.AdamW(
-        param_groups(model.encoder, args.lr, args.weight_decay)
-        + param_groups(model.head, args.head_lr, args.weight_decay)
-    )
-    criterion = NTXentLoss(args.temperature)
-    total_steps = args.epochs * len(loader)
-    warmup_steps = max(1, int(args.warmup_fraction * total_steps))
-    print(
-        f"training {args.arch} ({args.init} init, {trainable:,} trainable backbone parameters) "
-        f"on {len(dataset)} images, {len(loader)} steps/epoch of {batch_size}, device {device}"
-    )
-    step = 0
-    started = time.perf_counter()
-    for epoch in range(args.epochs):
-        mean_loss, step = train_one_epoch(
-            model,
-            criterion,
-            loader,
-            optimizer,
-            device,
-            epoch,
-            step,
-            total_steps,
-            warmup_steps,
-            bn_eval=args.bn_eval,
-            progress=not args.no_progress,
+    optimizer = _optimizer(args, method)
+    amp_dtype = None
+    if device.type == "cuda" and not args.no_amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    start_epoch, step = 0, 0
+    if args.resume:
+        resume = (output_dir / "checkpoint.pt") if args.resume == "auto" and output_dir else Path(args.resume)
+        start_epoch, step = load_checkpoint(resume, model=method, optimizer=optimizer, scaler=scaler)
+        print(f"resumed from {resume} after epoch {start_epoch} (step {step})")
+    model: nn.Module = method
+    if dist_info.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None
         )
-        print(f"epoch {epoch}: mean loss {mean_loss:.4f}")
-    fingerprint = save_encoder(model.encoder.cpu(), args.out)
-    minutes = (time.perf_counter() - started) / 60
-    print(f"wrote {args.out} (fingerprint {fingerprint[:12]}) after {minutes:.1f} min")
-    return Path(args.out)
+    settings = StepSettings(
+        total_steps=args.epochs * len(loader),
+        warmup_steps=max(1, int(args.warmup_fraction * args.epochs * len(loader))),
+        bn_eval=args.bn_eval,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        progress=not args.no_progress and dist_info.is_main,
+    )
+    log_path = output_dir / "log.jsonl" if output_dir and dist_info.is_main else None
+    if dist_info.is_main:
+        print(
+            f"training {args.method} on {args.arch} ({args.init} init, {trainable:,} trainable backbone "
+            f"parameters), {len(dataset)} images, {len(loader)} steps/epoch of {batch_size} x "
+            f"{dist_info.world_size} process(es), {device}, amp {amp_dtype}"
+        )
+        if args.val and start_epoch == 0:
+            _log(log_path, {"epoch": 0, "knn_top1": _knn(args, method.encoder)})
+    started = time.perf_counter()
+    for epoch in range(start_epoch, args.epochs):
+        seed_everything(args.seed + 1000 * epoch + dist_info.rank)  # an epoch depends on (seed, epoch) only
+        generator.manual_seed(args.seed + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        stats, step = train_one_epoch(model, loader, optimizer, scaler, device, epoch, step, settings)
+        if dist_info.is_main:
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": step,
+                **{k: round(v, 6) for k, v in stats.items()},
+            }
+            if args.val and ((epoch + 1) % args.knn_every == 0 or epoch + 1 == args.epochs):
+                record["knn_top1"] = _knn(args, method.encoder)
+            _log(log_path, record)
+            if output_dir is not None:
+                save_checkpoint(
+                    output_dir / "checkpoint.pt",
+                    model=method,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    epoch=epoch + 1,
+                    step=step,
+                    args=vars(args),
+                )
+    out = Path(args.out)
+    if dist_info.is_main:
+        fingerprint = save_encoder(unwrap(model).encoder, out)
+        minutes = (time.perf_counter() - started) / 60
+        print(f"wrote {out} (fingerprint {fingerprint[:12]}) after {minutes:.1f} min")
+    return out
+
+
+def _knn(args: argparse.Namespace, encoder: Encoder) -> float:
+    from training.knn import knn_monitor
+
+    return round(knn_monitor(encoder, args.val, k=args.knn_k, workers=args.workers), 4)
 
 
 if __name__ == "__main__":
