@@ -87,4 +87,7 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", img_per_s=f"{rate:.1f}")
     seconds = time.perf_counter() - started
     mean_loss = sum(losses) / len(losses) if losses else float("nan")
-    return {"loss": mean_loss, "lr": lr, "images_per_s": images / seconds, "seconds": seconds}, step
+    stats = {"loss": mean_loss, "lr": lr, "images_per_s": images / seconds, "seconds": seconds}
+    if device.type == "cuda":
+        stats["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return stats, step
