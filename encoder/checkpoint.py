@@ -9,11 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import torch
 
+from encoder.atomic import atomic_write
 from encoder.model import Encoder, EncoderConfig
 
 FORMAT_VERSION = 1
@@ -44,19 +43,8 @@ def save_encoder(encoder: Encoder, path: str | os.PathLike[str]) -> str:
         "state_dict": state_dict,
         "fingerprint": fingerprint,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return fingerprint
 
 

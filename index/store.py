@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from encoder import sniff_format
+from encoder.atomic import atomic_write
 from index.records import (
     DuplicateSkuError,
     EncoderMismatchError,
@@ -209,14 +210,9 @@ class ProductStore:
         ext = {"jpeg": "jpg"}.get(sniff_format(data) or "", sniff_format(data) or "bin")
         rel = f"{self.IMAGES_DIR}/{digest[:2]}/{digest}.{ext}"
         target = self.directory / rel
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
-            with open(tmp, "wb") as f:
+        if not target.exists():  # same bytes, same name: a file already there is this one
+            with atomic_write(target) as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
         return digest, rel
 
     # ----------------------------------------------------------------- writes

@@ -8,13 +8,13 @@ temp file, fsynced and renamed, so a crash leaves either the old snapshot or the
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from encoder.atomic import atomic_write
 
 MAGIC = b"LOOKALIKE-FAISS-1\n"
 _HEADER = struct.Struct("<QQ")
@@ -54,26 +54,11 @@ def to_cpu(index: faiss.Index) -> faiss.Index:
 def write_snapshot(index: faiss.Index, seq: int, path: Path) -> None:
     """Serialise ``index`` with its sequence number to ``path`` atomically."""
     data = faiss.serialize_index(to_cpu(index)).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC)
-            f.write(_HEADER.pack(seq, len(data)))
-            f.write(data)
-            f.write(hashlib.sha256(data).digest())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(MAGIC)
+        f.write(_HEADER.pack(seq, len(data)))
+        f.write(data)
+        f.write(hashlib.sha256(data).digest())
 
 
 def read_snapshot(path: Path) -> tuple[faiss.Index, int]:

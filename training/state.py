@@ -7,15 +7,15 @@ resume only from checkpoints this trainer wrote.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from encoder.atomic import atomic_write
 
 
 def rng_states() -> dict[str, Any]:
@@ -57,17 +57,8 @@ def save_checkpoint(
         "args": args,
         "rng": rng_states(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, mode=0o600) as f:  # holds the run's arguments: private by default
+        torch.save(payload, f)
 
 
 def load_checkpoint(

@@ -44,8 +44,15 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
         leaf = torch.full((2, 3), float(rank + 1), requires_grad=True)
         (gather_with_grad(leaf) * (torch.arange(world * 2).float()[:, None] + 1)).sum().backward()
         if rank == 0:
-            torch.save({"loss": global_loss, "weight": model.weight.grad, "bias": model.bias.grad,
-                        "gathered": gathered}, out)
+            torch.save(
+                {
+                    "loss": global_loss,
+                    "weight": model.weight.grad,
+                    "bias": model.bias.grad,
+                    "gathered": gathered,
+                },
+                out,
+            )
         torch.save({"leaf_grad": leaf.grad}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
