@@ -9,7 +9,7 @@ DATA=${DATA:-../shared/data/clothing-small}
 OUT=${OUT:-runs/ssl-quality}
 L=${L:-.venv/bin/lookalike}
 mkdir -p "$OUT"
-common="--data $DATA/train --batch-size 64 --workers 2 --seed 0 --no-progress"
+common="--data $DATA/train --batch-size 64 --workers 2 --seed 0 --no-progress --hue 0.05"
 pretrained="--arch efficientnet_lite0 --init imagenet --freeze-blocks 12 --bn-eval --image-size 160
   --embed-image-size 224 --epochs 1 --lr 3e-5 --head-lr 1e-3"
 scratch="--arch efficientnet_lite0 --init random --image-size 128 --embed-image-size 128 --epochs 2
@@ -26,7 +26,7 @@ train() {  # train NAME [train args...]
   evaluate "$name" --encoder "$OUT/$name.pt"
 }
 train simclr-imagenet --method simclr $pretrained
-train simclr-imagenet-hue0 --method simclr $pretrained --hue 0
+train simclr-imagenet-hue0 --method simclr $pretrained --hue 0  # the later --hue wins
 train moco-imagenet --method moco --moco-queue 1024 $pretrained
 train byol-imagenet --method byol $pretrained
 evaluate baselines --baseline pretrained --baseline colour-hist --baseline random --arch efficientnet_lite0

@@ -13,13 +13,13 @@ from encoder.transforms import to_normalised_tensor
 
 @dataclass
 class AugmentConfig:
-    """Strength of each augmentation. Defaults follow SimCLR, with a milder hue jitter:
+    """Strength of each augmentation. Defaults follow SimCLR, except hue jitter, off by default:
     a product's colour is often its identity (a red dress is not the blue one)."""
 
     image_size: int = 224
     crop_scale: tuple[float, float] = (0.2, 1.0)
     jitter_strength: float = 0.4  # brightness, contrast and saturation
-    hue: float = 0.05
+    hue: float = 0.0  # measured: hue jitter 0.05 lost 0.027 recall@1 on clothing-small
     jitter_p: float = 0.8
     grayscale_p: float = 0.2
     blur_p: float = 0.5
