@@ -98,8 +98,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--crop-min-scale", type=float, default=0.2)
     p.add_argument("--jitter", type=float, default=0.4, help="brightness/contrast/saturation jitter")
-    p.add_argument("--hue", type=float, default=0.0,
-                   help="hue jitter; 0 (default) keeps colours, which measured better on clothing")
+    p.add_argument(
+        "--hue",
+        type=float,
+        default=0.0,
+        help="hue jitter; 0 (default) keeps colours, which measured better on clothing",
+    )
     p.add_argument("--grayscale-p", type=float, default=0.2)
     p.add_argument("--blur-p", type=float, default=0.5)
     p.add_argument("--val", default=None, help="labeled folder/CSV for the kNN top-1 monitor")
