@@ -18,15 +18,13 @@ import torch
 
 from encoder import Encoder, EncoderConfig, load_encoder, load_imagenet_weights
 from encoder.transforms import IMAGENET_MEAN, IMAGENET_STD
-from training.evaluate import embed_labeled
+from training.evaluate import embed_labeled, resolve_encoder
 from training.metrics import retrieval_report
 
 
 def baselines(image_size: int) -> dict[str, Encoder]:
-    torch.manual_seed(0)
-    random_init = Encoder(EncoderConfig(arch="efficientnet_lite0", image_size=image_size))
-    pretrained = Encoder(EncoderConfig(arch="efficientnet_lite0", image_size=image_size))
-    load_imagenet_weights("efficientnet_lite0", pretrained.backbone)
+    random_init = resolve_encoder("random", "efficientnet_lite0", image_size, seed=0)
+    pretrained = resolve_encoder("imagenet", "efficientnet_lite0", image_size, seed=0)
     wrong_norm = Encoder(
         EncoderConfig(arch="efficientnet_lite0", image_size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     )

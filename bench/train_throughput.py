@@ -19,9 +19,9 @@ from training.augment import AugmentConfig, TwoViews, view_transform
 from training.data import ImageListDataset
 from training.engine import StepSettings, train_one_epoch
 from training.freeze import freeze_blocks
+from training.init import build_encoder
 from training.optim import build_optimizer, param_groups
 from training.simclr import SimCLR
-from training.train import build_encoder
 
 
 def main() -> None:

@@ -20,15 +20,14 @@ from tqdm import tqdm
 
 from encoder import (
     Encoder,
-    EncoderConfig,
     eval_transform,
     load_encoder,
-    load_imagenet_weights,
     pick_device,
 )
 from encoder.backbones import BACKBONES
 from training.colour_hist import ColourHistogramEmbedder
 from training.data import ImageListDataset
+from training.init import build_encoder
 from training.metrics import retrieval_report
 
 
@@ -66,10 +65,7 @@ def resolve_encoder(name: str, arch: str, image_size: int, seed: int) -> Encoder
     """encoder.pt path, or a baseline: 'imagenet' (shipped weights) or 'random'."""
     if name in ("imagenet", "random"):
         torch.manual_seed(seed)
-        encoder = Encoder(EncoderConfig(arch=arch, image_size=image_size))
-        if name == "imagenet":
-            load_imagenet_weights(arch, encoder.backbone)
-        return encoder.eval()
+        return build_encoder(arch, name, image_size).eval()
     return load_encoder(name)
 
 

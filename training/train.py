@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from encoder import Encoder, EncoderConfig, eval_transform, load_imagenet_weights, pick_device, save_encoder
+from encoder import Encoder, eval_transform, pick_device, save_encoder
 from encoder.backbones import BACKBONES
 from training.augment import AugmentConfig, TwoViews, view_transform
 from training.byol import BYOL
@@ -30,6 +30,7 @@ from training.data import ImageListDataset
 from training.distributed import DistInfo, init_distributed
 from training.engine import StepSettings, train_one_epoch, unwrap
 from training.freeze import freeze_blocks
+from training.init import build_encoder
 from training.method import SSLMethod
 from training.moco import MoCo
 from training.optim import OPTIMIZERS, build_optimizer, param_groups
@@ -123,22 +124,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_encoder(arch: str, init: str, embed_image_size: int) -> Encoder:
-    """A fresh encoder, initialised randomly, from the shipped ImageNet weights, or a local file."""
-    encoder = Encoder(EncoderConfig(arch=arch, image_size=embed_image_size))
-    if init == "imagenet":
-        load_imagenet_weights(arch, encoder.backbone)
-    elif init != "random":
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        result = encoder.backbone.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"--init {init} does not fit {arch}: missing keys {result.missing_keys[:10]}, "
-                f"unexpected keys {result.unexpected_keys[:10]}"
-            )
-    return encoder
 
 
 def build_method(args: argparse.Namespace, encoder: Encoder) -> SSLMethod:

@@ -6,7 +6,8 @@ import torch
 
 from encoder import Encoder, EncoderConfig, load_encoder
 from training.freeze import backbone_blocks, freeze_blocks, set_batchnorm_eval
-from training.train import build_encoder, get_args_parser, main
+from training.init import build_encoder
+from training.train import get_args_parser, main
 
 TINY = [
     "--arch",
