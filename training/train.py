@@ -27,7 +27,7 @@ from encoder.backbones import BACKBONES
 from training.augment import AugmentConfig, TwoViews, view_transform
 from training.byol import BYOL
 from training.data import ImageListDataset
-from training.distributed import DistInfo, init_distributed
+from training.distributed import DistInfo, init_distributed, shutdown_distributed
 from training.engine import StepSettings, train_one_epoch, unwrap
 from training.freeze import freeze_blocks
 from training.init import build_encoder
@@ -280,6 +280,7 @@ def main(args: argparse.Namespace) -> Path:
         fingerprint = save_encoder(unwrap(model).encoder, out)
         minutes = (time.perf_counter() - started) / 60
         print(f"wrote {out} (fingerprint {fingerprint[:12]}) after {minutes:.1f} min")
+    shutdown_distributed()  # the other ranks wait here until the encoder is written
     return out
 
 

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from training.distributed import gather_no_grad, gather_with_grad
+from training.distributed import gather_no_grad, gather_with_grad, shutdown_distributed
 from training.loss import NTXentLoss
 
 N, D_IN, D_OUT, TAU = 8, 6, 4, 0.3
@@ -55,7 +55,7 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
             )
         torch.save({"leaf_grad": leaf.grad}, f"{out}.{rank}")
     finally:
-        dist.destroy_process_group()
+        shutdown_distributed()
 
 
 def test_ddp_nt_xent_equals_the_single_process_loss_and_gradients(tmp_path: Path) -> None:
