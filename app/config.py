@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,14 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a request waits for others")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted upload")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest accepted width x height")
+    duplicate_policy: Literal["off", "report", "refuse"] = Field(
+        "report",
+        description="an image nearly equal to a stored one: off, report (in the answer) or refuse (409)",
+    )
+    duplicate_threshold: float = Field(
+        0.97, gt=0, le=1, description="cosine at which images count as near-duplicates"
+    )
+    index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
     host: str = Field("127.0.0.1", description="address `lookalike serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="port `lookalike serve` binds")
 

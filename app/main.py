@@ -28,15 +28,23 @@ FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields next
 def _load(settings: Settings) -> tuple[Embedder, ProductStore]:
     device = pick_device(settings.device)
     encoder = load_encoder(settings.encoder_path, map_location=device)
-    store = ProductStore(settings.store_dir, encoder_fingerprint(encoder), encoder.embed_dim)
+    store = ProductStore(
+        settings.store_dir,
+        encoder_fingerprint(encoder),
+        encoder.embed_dim,
+        float16=settings.index_float16,
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_policy=settings.duplicate_policy,
+    )
     embedder = Embedder(encoder, settings.max_batch_size, settings.max_wait_ms, settings.max_image_pixels)
     log.info(
-        "loaded encoder %s (%s) on %s; store %s holds %d products",
+        "loaded encoder %s (%s) on %s; store %s holds %d products; index %s",
         encoder_fingerprint(encoder)[:12],
         encoder.config.arch,
         device,
         settings.store_dir,
         store.count(),
+        store.index_info()["description"],
     )
     return embedder, store
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from index import Product
+from index import NearDuplicate, Product
 
 
 class ProductImageOut(BaseModel):
@@ -42,6 +42,44 @@ class ProductOut(BaseModel):
         )
 
 
+class NearDuplicateOut(BaseModel):
+    """A new image that nearly equals an image already in the catalog (or in the same request)."""
+
+    image_index: int = Field(description="which uploaded image, 0-based")
+    other_product_id: int | None = Field(description="the product it resembles; null: one in this request")
+    other_sku: str
+    other_image_id: int | None
+    score: float = Field(description="cosine similarity")
+
+    @classmethod
+    def from_record(cls, d: NearDuplicate) -> NearDuplicateOut:
+        return cls(
+            image_index=d.image_index,
+            other_product_id=d.other_product_id,
+            other_sku=d.other_sku,
+            other_image_id=d.other_image_id,
+            score=d.score,
+        )
+
+
+class AddedProductOut(ProductOut):
+    near_duplicates: list[NearDuplicateOut] = Field(
+        default_factory=list, description="images that nearly equal stored ones (duplicate policy: report)"
+    )
+
+
+class ProductUpdate(BaseModel):
+    """PATCH /products/{id}: the fields to change; the others stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str | None = Field(None, min_length=1, max_length=128)
+    title: str | None = Field(None, min_length=1, max_length=500)
+    category: str | None = Field(None, max_length=200)
+    price: float | None = Field(None, ge=0, le=1e9)
+    attributes: dict[str, Any] | None = None
+
+
 class SearchResult(BaseModel):
     product_id: int
     sku: str
@@ -69,6 +107,7 @@ class HealthResponse(BaseModel):
     status: str
     device: str = Field(description="where the encoder runs: cpu or cuda")
     index_device: str = Field(description="where the FAISS index lives: cpu or gpu")
+    index_type: str = Field(description="FAISS index type, e.g. Flat, HNSW32, IVF1024,PQ32,RFlat")
     encoder: EncoderInfo
     products: int
     vectors: int
@@ -77,6 +116,7 @@ class HealthResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    details: list[Any] | None = Field(None, description="what the client may act on, e.g. the conflicts")
 
 
 class ErrorResponse(BaseModel):

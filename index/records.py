@@ -48,6 +48,24 @@ class SearchHit:
     image_id: int  # which image of the product matched
 
 
+@dataclass(frozen=True)
+class NearDuplicate:
+    """A new image (``image_index`` of product ``sku``) nearly equal to an existing image."""
+
+    sku: str
+    image_index: int
+    other_product_id: int | None  # None: another product of the same add
+    other_sku: str
+    other_image_id: int | None
+    score: float  # cosine similarity
+
+
+@dataclass(frozen=True)
+class AddResult:
+    products: list[Product]
+    near_duplicates: list[NearDuplicate]
+
+
 class StoreError(Exception):
     """Base class of the store's errors."""
 
@@ -60,3 +78,16 @@ class DuplicateSkuError(StoreError):
 
 class EncoderMismatchError(StoreError):
     """Embeddings from another encoder cannot share an index with this store's."""
+
+
+class NearDuplicateError(StoreError):
+    """Refused: images nearly equal to stored ones (duplicate policy ``refuse``)."""
+
+    def __init__(self, duplicates: list[NearDuplicate]) -> None:
+        first = duplicates[0]
+        super().__init__(
+            f"image {first.image_index} of {first.sku!r} nearly equals an image of product "
+            f"{first.other_sku!r} (cosine {first.score:.3f})"
+            + (f" and {len(duplicates) - 1} more" if len(duplicates) > 1 else "")
+        )
+        self.duplicates = duplicates

@@ -1,9 +1,10 @@
 """ProductStore: the catalog's source of truth (SQLite) and its search cache (FAISS).
 
-Lock discipline: one writer at a time (``_write_lock``) does SQLite commit, then FAISS update;
-searches share the FAISS index under a readers-writer lock; every SQLite statement runs under
-``_db_lock`` on one connection. An add is acknowledged only after its SQLite commit, so a crash
-afterwards loses nothing: start-up loads the FAISS snapshot and replays newer changes.
+Lock discipline: one writer at a time (``_write_lock``) does its SQLite commit, then the FAISS
+update; searches share the FAISS index under a readers-writer lock; SQLite statements run under
+the database's own lock. A write is acknowledged only after its commit, and every change to the
+vector set is logged in ``changes`` in the same transaction, so a crash afterwards loses nothing:
+start-up loads the FAISS snapshot and replays the newer changes.
 """
 
 from __future__ import annotations
@@ -14,40 +15,68 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import faiss
 import numpy as np
 
 from encoder import sniff_format
 from encoder.atomic import atomic_write
+from index import ann
+from index.db import Database
+from index.filters import SearchFilter
 from index.records import (
+    AddResult,
     DuplicateSkuError,
     EncoderMismatchError,
+    NearDuplicate,
+    NearDuplicateError,
     NewProduct,
     Product,
     ProductImage,
     SearchHit,
 )
 from index.rwlock import ReadWriteLock
-from index.vectors import (
-    SnapshotError,
-    gpu_count,
-    new_flat_index,
-    place,
-    read_snapshot,
-    write_snapshot,
-)
+from index.vectors import SnapshotError, VectorIndex, read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = "1"
+DuplicatePolicy = Literal["off", "report", "refuse"]
+EXACT_FILTER_LIMIT = 4096  # a filter leaving at most this many images is answered by exact search
+UPDATABLE = ("sku", "title", "category", "price", "attributes")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _id_map(index: Any) -> set[int]:
+    """The ids an ``IndexIDMap2`` holds."""
+    return set(faiss.vector_to_array(index.id_map).tolist())
+
+
+def _decode_embeddings(ids: Sequence[int], blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """Stored float32 blobs -> (N, dim); a blob of another size is damage, named with its image."""
+    for image_id, blob in zip(ids, blobs, strict=True):
+        if len(blob) != 4 * dim:
+            raise ValueError(
+                f"image {image_id}: stored embedding has {len(blob)} bytes, not {4 * dim}; "
+                "run `lookalike index check` on this store"
+            )
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    index_type: str
+    vectors: int
+    seconds: float
+    tuning: ann.Tuning  # the search knobs chosen and recall@10 vs exact on a sample of stored vectors
 
 
 class ProductStore:
@@ -69,36 +98,42 @@ class ProductStore:
         dim: int | None = None,
         use_gpu: bool = True,
         snapshot_every: int = 1000,
+        float16: bool = False,
+        force_tombstones: bool = False,
+        duplicate_threshold: float = 0.97,
+        duplicate_policy: DuplicatePolicy = "report",
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._db_lock = threading.RLock()
+        self.db = Database(self.directory / self.DB_NAME)
         self._write_lock = threading.Lock()
         self._vectors_lock = ReadWriteLock()
-        self._conn = sqlite3.connect(
-            self.directory / self.DB_NAME, check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL", "busy_timeout=5000"):
-            self._conn.execute(f"PRAGMA {pragma}")
-        self._conn.executescript(resources.files("index").joinpath("schema.sql").read_text())
         self.fingerprint, self.dim = self._check_encoder(fingerprint, dim)
-        self.use_gpu = use_gpu and gpu_count() > 0
+        self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
         self.snapshot_every = snapshot_every
+        if duplicate_policy not in ("off", "report", "refuse"):
+            raise ValueError(f"duplicate_policy must be off, report or refuse, not {duplicate_policy!r}")
+        self.duplicate_threshold, self.duplicate_policy = duplicate_threshold, duplicate_policy
         for stale in self.directory.glob(f".{self.SNAPSHOT_NAME}.*.tmp"):
             stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
-        self._index, self._applied_seq, self._snapshot_seq = self._load_vectors()
+        self._vectors, self._snapshot_seq = self._load_vectors()
+        self._applied_seq = self._last_seq()
 
     # ----------------------------------------------------------------- set-up
     def _check_encoder(self, fingerprint: str | None, dim: int | None) -> tuple[str, int]:
-        meta = {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta")}
+        meta = self._meta()
         if not meta:
             if fingerprint is None or dim is None:
                 raise ValueError(f"{self.directory} holds no store yet; give the encoder fingerprint and dim")
-            with self._transaction() as db:
+            with self.db.transaction() as db:
                 db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
-                    [("schema_version", SCHEMA_VERSION), ("fingerprint", fingerprint), ("dim", str(dim))],
+                    [
+                        ("schema_version", SCHEMA_VERSION),
+                        ("fingerprint", fingerprint),
+                        ("dim", str(dim)),
+                        ("index_type", "Flat"),
+                    ],
                 )
             return fingerprint, dim
         if fingerprint is not None and fingerprint != meta["fingerprint"]:
@@ -111,81 +146,103 @@ class ProductStore:
             raise EncoderMismatchError(f"store holds {meta['dim']}-d embeddings, encoder makes {dim}-d")
         return meta["fingerprint"], int(meta["dim"])
 
-    def _load_vectors(self) -> tuple[Any, int, int]:
-        """Load the snapshot and replay newer changes; rebuild from SQLite when it is unusable."""
+    def _meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.db.query("SELECT key, value FROM meta")}
+
+    @property
+    def index_type(self) -> str:
+        return self._meta().get("index_type", "Flat")
+
+    def _last_seq(self) -> int:
+        return int(self.db.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes"))
+
+    def _wrap(self, cpu_index: faiss.Index, index_type: str, tombstones: Iterable[int] = ()) -> VectorIndex:
+        return VectorIndex(
+            cpu_index, index_type, tombstones, self.use_gpu, self.float16, self.force_tombstones
+        )
+
+    def _load_vectors(self) -> tuple[VectorIndex, int]:
+        """The snapshot plus the newer changes; a rebuild from SQLite when it is unusable or wrong."""
         path = self.directory / self.SNAPSHOT_NAME
-        last_seq = self._query("SELECT COALESCE(MAX(seq), 0) AS s FROM changes")[0]["s"]
-        index, seq = None, 0
+        index_type, last_seq = self.index_type, self._last_seq()
         if path.exists():
             try:
-                index, seq = read_snapshot(path)
-                if index.d != self.dim or seq > last_seq:
+                cpu, tombstones, seq = read_snapshot(path)
+                if cpu.d != self.dim or seq > last_seq:
                     raise SnapshotError(f"{path} does not belong to this store")
+                vectors = self._wrap(cpu, index_type, tombstones)
+                self._replay(vectors, seq)
+                if self._holds_exactly_the_stored_images(cpu, vectors.tombstones):
+                    return vectors, seq
+                log.warning("FAISS snapshot and SQLite disagree on the image ids: rebuilding")
             except SnapshotError as exc:
                 log.warning("ignoring FAISS snapshot, rebuilding from SQLite: %s", exc)
-                index = None
-        if index is None:
-            index, snapshot_seq = self._index_from_rows(self._query("SELECT id, embedding FROM images")), 0
-        else:
-            snapshot_seq = seq
-            changes = self._query("SELECT op, image_id FROM changes WHERE seq > ?", (seq,))
-            added = [c["image_id"] for c in changes if c["op"] == "add"]
-            removed = [c["image_id"] for c in changes if c["op"] == "remove"]
-            if removed:
-                index.remove_ids(np.array(removed, dtype=np.int64))  # type: ignore[arg-type]
-            rows = self._rows_in("SELECT id, embedding FROM images WHERE id IN ({})", added)
-            self._add_rows(index, rows)
-        n_images = self._query("SELECT COUNT(*) AS n FROM images")[0]["n"]
-        if index.ntotal != n_images:
-            log.warning("FAISS holds %d vectors, SQLite %d images: rebuilding", index.ntotal, n_images)
-            index, snapshot_seq = self._index_from_rows(self._query("SELECT id, embedding FROM images")), 0
-        return place(index, self.use_gpu), last_seq, snapshot_seq
+        ids, vectors_np, seq = self._read_all_embeddings()
+        try:
+            cpu = self._new_index(index_type, ids, vectors_np)
+        except ValueError as exc:  # e.g. too few vectors left to train this IVF
+            log.warning("cannot rebuild a %s index (%s): using Flat", index_type, exc)
+            cpu = self._new_index("Flat", ids, vectors_np)
+            index_type = "Flat"
+        vectors = self._wrap(cpu, index_type)
+        self._replay(vectors, seq)
+        return vectors, 0
 
-    def _index_from_rows(self, rows: Sequence[sqlite3.Row]) -> Any:
-        index = new_flat_index(self.dim)
-        self._add_rows(index, rows)
+    def _holds_exactly_the_stored_images(self, cpu: faiss.Index, tombstones: set[int]) -> bool:
+        held = _id_map(cpu) - tombstones
+        return held == {r["id"] for r in self.db.query("SELECT id FROM images")}
+
+    def _replay(self, vectors: VectorIndex, after_seq: int) -> None:
+        """Apply the logged changes newer than ``after_seq`` to ``vectors``."""
+        pending: dict[int, None] = {}  # added image ids, in order
+        removed: list[int] = []
+        for change in self.db.query(
+            "SELECT op, image_id FROM changes WHERE seq > ? ORDER BY seq", (after_seq,)
+        ):
+            image_id = change["image_id"]
+            if change["op"] == "add":
+                pending[image_id] = None
+            elif image_id in pending:
+                del pending[image_id]
+            else:
+                removed.append(image_id)
+        vectors.remove(removed)
+        rows = self.db.rows_in("SELECT id, embedding FROM images WHERE id IN ({}) ORDER BY id", list(pending))
+        if rows:
+            vectors.add(np.array([r["id"] for r in rows], dtype=np.int64), self._decode(rows))
+
+    def _decode(self, rows: Sequence[sqlite3.Row]) -> np.ndarray:
+        """The (N, D) embeddings of ``rows`` (with ``id`` and ``embedding`` columns)."""
+        return _decode_embeddings([r["id"] for r in rows], [r["embedding"] for r in rows], self.dim)
+
+    def _read_all_embeddings(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids (N,), embeddings (N, D), seq) read in one transaction on a separate connection,
+        so writers and searches go on meanwhile (WAL readers see a consistent snapshot)."""
+        conn = sqlite3.connect(self.directory / self.DB_NAME)
+        try:
+            conn.execute("BEGIN")
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+            ids, blobs = [], []
+            for image_id, blob in conn.execute("SELECT id, embedding FROM images ORDER BY id"):
+                ids.append(image_id)
+                blobs.append(blob)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return np.array(ids, dtype=np.int64), _decode_embeddings(ids, blobs, self.dim), int(seq)
+
+    def _new_index(self, index_type: str, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+        index = ann.new_index(index_type, self.dim)
+        ann.train(index, vectors)
+        if len(ids):
+            index.add_with_ids(np.ascontiguousarray(vectors), ids)
         return index
 
-    def _add_rows(self, index: Any, rows: Sequence[sqlite3.Row]) -> None:
-        if rows:
-            vectors = np.stack([np.frombuffer(r["embedding"], dtype=np.float32) for r in rows])
-            index.add_with_ids(vectors, np.array([r["id"] for r in rows], dtype=np.int64))
-
-    # ----------------------------------------------------------------- SQLite helpers
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._db_lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    def _rows_in(self, sql: str, ids: Sequence[int | str]) -> list[sqlite3.Row]:
-        """Run ``sql`` with its ``IN ({})`` filled by ``ids``, in chunks under SQLite's limit."""
-        rows: list[sqlite3.Row] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            rows += self._query(sql.format(",".join("?" * len(chunk))), chunk)
-        return rows
-
-    class _Transaction:
-        def __init__(self, store: ProductStore) -> None:
-            self.store = store
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.store._db_lock.acquire()
-            self.store._conn.execute("BEGIN IMMEDIATE")
-            return self.store._conn
-
-        def __exit__(self, exc_type: object, *_: object) -> None:
-            try:
-                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                self.store._db_lock.release()
-
-    def _transaction(self) -> ProductStore._Transaction:
-        return ProductStore._Transaction(self)
-
+    # ----------------------------------------------------------------- helpers
     def _load_products(self, product_ids: Iterable[int]) -> dict[int, Product]:
         ids = sorted(set(product_ids))
         images: dict[int, list[ProductImage]] = {i: [] for i in ids}
-        for r in self._rows_in(
+        for r in self.db.rows_in(
             "SELECT id, product_id, content_hash, path FROM images WHERE product_id IN ({}) ORDER BY id", ids
         ):
             images[r["product_id"]].append(ProductImage(r["id"], r["content_hash"], r["path"]))
@@ -201,7 +258,7 @@ class ProductStore:
                 r["updated_at"],
                 tuple(images[r["id"]]),
             )
-            for r in self._rows_in("SELECT * FROM products WHERE id IN ({})", ids)
+            for r in self.db.rows_in("SELECT * FROM products WHERE id IN ({})", ids)
         }
 
     def _write_image_file(self, data: bytes) -> tuple[str, str]:
@@ -215,97 +272,246 @@ class ProductStore:
                 f.write(data)
         return digest, rel
 
+    def _drop_unreferenced_files(self, paths: Iterable[str]) -> None:
+        """Delete image files no image row points at any more (files are shared by content)."""
+        for rel in set(paths):
+            if not self.db.scalar("SELECT 1 FROM images WHERE path = ? LIMIT 1", (rel,)):
+                (self.directory / rel).unlink(missing_ok=True)
+
+    def _checked_embeddings(self, images: Sequence[bytes], embeddings: np.ndarray | None) -> np.ndarray:
+        if not images:
+            raise ValueError("at least one image is needed")
+        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if emb.shape != (len(images), self.dim):
+            raise ValueError(f"expected embeddings of shape ({len(images)}, {self.dim}), got {emb.shape}")
+        norms = np.linalg.norm(emb, axis=1)
+        if not np.all(np.isfinite(emb)) or not np.allclose(norms, 1.0, atol=1e-3):
+            raise ValueError("embeddings must be finite and L2-normalised")
+        return emb
+
+    def _insert_images(
+        self, db: sqlite3.Connection, product_id: int, files: Sequence[tuple[str, str]], emb: np.ndarray
+    ) -> list[int]:
+        now, ids = _now(), []
+        for vector, (digest, rel) in zip(emb, files, strict=True):
+            cur = db.execute(
+                "INSERT INTO images (product_id, content_hash, path, embedding, fingerprint, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (product_id, digest, rel, vector.tobytes(), self.fingerprint, now),
+            )
+            ids.append(int(cur.lastrowid or 0))
+        db.executemany("INSERT INTO changes (op, image_id) VALUES ('add', ?)", [(i,) for i in ids])
+        return ids
+
+    def _delete_images(self, db: sqlite3.Connection, image_ids: Sequence[int]) -> list[str]:
+        """Delete image rows (logging their removal); return their file paths."""
+        paths = [
+            r["path"]
+            for r in db.execute(
+                f"SELECT path FROM images WHERE id IN ({','.join('?' * len(image_ids))})", list(image_ids)
+            )
+        ]
+        db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in image_ids])
+        db.executemany("INSERT INTO changes (op, image_id) VALUES ('remove', ?)", [(i,) for i in image_ids])
+        return paths
+
+    def _apply_vectors(
+        self, added_ids: Sequence[int], added: np.ndarray | None, removed: Sequence[int]
+    ) -> None:
+        """After a commit: the same change to FAISS, then the sequence number and maybe a snapshot."""
+        with self._vectors_lock.write():
+            self._vectors.remove(removed)
+            if added is not None and len(added_ids):
+                self._vectors.add(np.array(added_ids, dtype=np.int64), added)
+        self._applied_seq = self._last_seq()
+        if self._applied_seq - self._snapshot_seq >= self.snapshot_every:
+            self._write_snapshot()
+
     # ----------------------------------------------------------------- writes
     def add_product(self, product: NewProduct) -> Product:
-        return self.add_products([product])[0]
+        return self.add_products([product]).products[0]
 
-    def add_products(self, products: Sequence[NewProduct]) -> list[Product]:
+    def add_products(self, products: Sequence[NewProduct]) -> AddResult:
         """Add products in one SQLite transaction, then to FAISS; all or nothing.
 
         Raises ``DuplicateSkuError`` (nothing is written) when a sku exists already or repeats,
+        ``NearDuplicateError`` when an image nearly equals a stored one and the policy is refuse,
         ``ValueError`` when images and embeddings do not fit this store.
         """
-        vectors = [self._checked_embeddings(p) for p in products]
+        for p in products:
+            if not p.sku or not p.title:
+                raise ValueError("a product needs a non-empty sku and title")
+        vectors = [self._checked_embeddings(p.images, p.embeddings) for p in products]
         skus = [p.sku for p in products]
         if len(set(skus)) != len(skus):
             raise DuplicateSkuError(next(s for s in skus if skus.count(s) > 1))
         files = [[self._write_image_file(data) for data in p.images] for p in products]
         with self._write_lock:
-            now = _now()
+            duplicates = self._near_duplicates(skus, vectors)
             product_ids: list[int] = []
             new_ids: list[int] = []
             try:
-                with self._transaction() as db:
-                    for p, emb, stored in zip(products, vectors, files, strict=False):
+                with self.db.transaction() as db:
+                    now = _now()
+                    for p, emb, stored in zip(products, vectors, files, strict=True):
                         cur = db.execute(
                             "INSERT INTO products (sku, title, category, price, attributes, created_at,"
                             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
                         )
                         product_ids.append(int(cur.lastrowid or 0))
-                        for vector, (digest, rel) in zip(emb, stored, strict=False):
-                            cur = db.execute(
-                                "INSERT INTO images (product_id, content_hash, path, embedding,"
-                                " fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                                (product_ids[-1], digest, rel, vector.tobytes(), self.fingerprint, now),
-                            )
-                            new_ids.append(int(cur.lastrowid or 0))
-                            db.execute(
-                                "INSERT INTO changes (op, image_id) VALUES ('add', ?)", (cur.lastrowid,)
-                            )
+                        new_ids += self._insert_images(db, product_ids[-1], stored, emb)
             except sqlite3.IntegrityError as exc:
                 dup = self.existing_skus(skus)
                 if dup:
                     raise DuplicateSkuError(sorted(dup)[0]) from exc
                 raise
-            with self._vectors_lock.write():
-                self._index.add_with_ids(np.concatenate(vectors), np.array(new_ids, dtype=np.int64))
-            self._after_write()
+            self._apply_vectors(new_ids, np.concatenate(vectors) if vectors else None, ())
         loaded = self._load_products(product_ids)
-        return [loaded[i] for i in product_ids]
+        return AddResult([loaded[i] for i in product_ids], duplicates)
 
-    def _checked_embeddings(self, product: NewProduct) -> np.ndarray:
-        if not product.sku or not product.title:
-            raise ValueError("a product needs a non-empty sku and title")
-        if not product.images:
-            raise ValueError(f"product {product.sku!r} has no image")
-        emb = np.ascontiguousarray(product.embeddings, dtype=np.float32)
-        if emb.shape != (len(product.images), self.dim):
-            raise ValueError(
-                f"expected embeddings of shape ({len(product.images)}, {self.dim}), got {emb.shape}"
+    def _near_duplicates(
+        self, skus: Sequence[str], vectors: Sequence[np.ndarray], exclude_product: int | None = None
+    ) -> list[NearDuplicate]:
+        """Images of the new products whose cosine to a stored image (of another product), or to an
+        earlier new product's image, reaches the threshold. Raises under the refuse policy."""
+        if self.duplicate_policy == "off" or not vectors:
+            return []
+        found: list[NearDuplicate] = []
+        stacked = np.concatenate(vectors)  # (M, D)
+        owner = np.repeat(np.arange(len(vectors)), [len(v) for v in vectors])
+        with self._vectors_lock.read():
+            scores, ids = self._vectors.search(stacked, 8) if self._vectors.live_count else (None, None)
+        if ids is not None and scores is not None:
+            owners = self._image_owners(ids)
+            for row, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
+                for score, image_id in zip(row_scores, row_ids, strict=True):
+                    pid_sku = owners.get(int(image_id))
+                    if score >= self.duplicate_threshold and pid_sku and pid_sku[0] != exclude_product:
+                        found.append(self._near(skus, vectors, owner, row, pid_sku, int(image_id), score))
+                        break
+        within = stacked @ stacked.T
+        for a, b in zip(*np.nonzero(np.triu(within >= self.duplicate_threshold, k=1)), strict=True):
+            if owner[a] != owner[b]:
+                found.append(
+                    self._near(skus, vectors, owner, int(b), (None, skus[owner[a]]), None, within[a, b])
+                )
+        if found and self.duplicate_policy == "refuse":
+            raise NearDuplicateError(found)
+        return found
+
+    @staticmethod
+    def _near(
+        skus: Sequence[str],
+        vectors: Sequence[np.ndarray],
+        owner: np.ndarray,
+        row: int,
+        other: tuple[int | None, str],
+        image_id: int | None,
+        score: float,
+    ) -> NearDuplicate:
+        first_row = int(np.searchsorted(owner, owner[row]))
+        return NearDuplicate(
+            skus[owner[row]], row - first_row, other[0], other[1], image_id, round(float(score), 6)
+        )
+
+    def _image_owners(self, ids: np.ndarray) -> dict[int, tuple[int, str]]:
+        """image id -> (product id, sku) for the valid ids in ``ids``."""
+        wanted = sorted({int(i) for i in ids.flat if i >= 0})
+        return {
+            r["id"]: (r["product_id"], r["sku"])
+            for r in self.db.rows_in(
+                "SELECT i.id, i.product_id, p.sku FROM images i JOIN products p ON p.id = i.product_id"
+                " WHERE i.id IN ({})",
+                wanted,
             )
-        norms = np.linalg.norm(emb, axis=1)
-        if not np.all(np.isfinite(emb)) or not np.allclose(norms, 1.0, atol=1e-3):
-            raise ValueError("embeddings must be finite and L2-normalised")
-        return emb
+        }
+
+    def add_images(
+        self, product_id: int, images: Sequence[bytes], embeddings: np.ndarray, replace: bool = False
+    ) -> tuple[Product, list[NearDuplicate]] | None:
+        """Add images to a product (``replace``: instead of its current ones); None when it is gone."""
+        emb = self._checked_embeddings(images, embeddings)
+        files = [self._write_image_file(data) for data in images]
+        with self._write_lock:
+            product = self.get_product(product_id)
+            if product is None:
+                return None
+            duplicates = self._near_duplicates([product.sku], [emb], exclude_product=product_id)
+            old = [i.id for i in product.images] if replace else []
+            with self.db.transaction() as db:
+                old_paths = self._delete_images(db, old) if old else []
+                new_ids = self._insert_images(db, product_id, files, emb)
+                db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
+            self._apply_vectors(new_ids, emb, old)
+        self._drop_unreferenced_files(old_paths)
+        updated = self.get_product(product_id)
+        return (updated, duplicates) if updated else None
+
+    def remove_image(self, product_id: int, image_id: int) -> Product | None:
+        """Remove one image of a product; None when there is no such image. A product keeps at
+        least one image (``ValueError``): delete the product instead."""
+        with self._write_lock:
+            product = self.get_product(product_id)
+            if product is None or image_id not in {i.id for i in product.images}:
+                return None
+            if len(product.images) == 1:
+                raise ValueError("a product keeps at least one image; delete the product instead")
+            with self.db.transaction() as db:
+                paths = self._delete_images(db, [image_id])
+                db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
+            self._apply_vectors((), None, [image_id])
+        self._drop_unreferenced_files(paths)
+        self._maybe_compact()
+        return self.get_product(product_id)
+
+    def update_product(self, product_id: int, changes: dict[str, Any]) -> Product | None:
+        """Change metadata (``UPDATABLE`` keys); None when there is no such product.
+        Raises ``DuplicateSkuError`` for a sku another product has, ``ValueError`` for bad fields."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}; updatable: {', '.join(UPDATABLE)}")
+        for key in ("sku", "title"):
+            if key in changes and not changes[key]:
+                raise ValueError(f"{key} cannot be empty")
+        values = {k: json.dumps(v) if k == "attributes" else v for k, v in changes.items()}
+        if "attributes" in changes and not isinstance(changes["attributes"], dict):
+            raise ValueError("attributes must be an object")
+        with self._write_lock:
+            try:
+                with self.db.transaction() as db:
+                    sets = ", ".join(f"{k} = ?" for k in values)
+                    updated = db.execute(
+                        f"UPDATE products SET {sets}{', ' if sets else ''}updated_at = ? WHERE id = ?",
+                        [*values.values(), _now(), product_id],
+                    ).rowcount
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateSkuError(str(changes.get("sku"))) from exc
+        return self.get_product(product_id) if updated else None
 
     def remove_product(self, product_id: int) -> bool:
         """Delete a product with its images and vectors; False when there is no such product."""
         with self._write_lock:
-            with self._transaction() as db:
+            with self.db.transaction() as db:
                 image_ids = [
                     r["id"] for r in db.execute("SELECT id FROM images WHERE product_id = ?", (product_id,))
                 ]
+                paths = self._delete_images(db, image_ids) if image_ids else []
                 deleted = db.execute("DELETE FROM products WHERE id = ?", (product_id,)).rowcount
-                db.executemany(
-                    "INSERT INTO changes (op, image_id) VALUES ('remove', ?)", [(i,) for i in image_ids]
-                )
             if not deleted:
                 return False
-            with self._vectors_lock.write():
-                if self.use_gpu:  # GPU indexes cannot remove ids: rebuild from the source of truth
-                    rows = self._query("SELECT id, embedding FROM images")
-                    self._index = place(self._index_from_rows(rows), True)
-                else:
-                    self._index.remove_ids(np.array(image_ids, dtype=np.int64))
-            self._after_write()
+            self._apply_vectors((), None, image_ids)
+        self._drop_unreferenced_files(paths)
+        self._maybe_compact()
         return True
 
-    def _after_write(self) -> None:
-        """Advance the applied sequence number; snapshot every ``snapshot_every`` changes."""
-        self._applied_seq = self._query("SELECT COALESCE(MAX(seq), 0) AS s FROM changes")[0]["s"]
-        if self._applied_seq - self._snapshot_seq >= self.snapshot_every:
-            self._write_snapshot()
+    def _maybe_compact(self) -> None:
+        """Rebuild when tombstones make up a quarter of the index (searches over-fetch past them)."""
+        with self._vectors_lock.read():
+            dead, total = len(self._vectors.tombstones), self._vectors.ntotal
+        if dead >= max(256, total // 4):
+            log.info("compacting the index: %d of %d vectors are tombstones", dead, total)
+            self.rebuild(self.index_type)
 
     def snapshot(self) -> int:
         """Write the FAISS snapshot now; return the sequence number it holds."""
@@ -314,43 +520,125 @@ class ProductStore:
 
     def _write_snapshot(self) -> int:
         with self._vectors_lock.read():  # searches go on; writers are held by _write_lock
-            write_snapshot(self._index, self._applied_seq, self.directory / self.SNAPSHOT_NAME)
+            write_snapshot(self._vectors, self._applied_seq, self.directory / self.SNAPSHOT_NAME)
         self._snapshot_seq = self._applied_seq
         return self._snapshot_seq
+
+    def rebuild(
+        self, index_type: str = "auto", memory_budget_bytes: int = 4 << 30, sample: int = 1000
+    ) -> RebuildReport:
+        """Rebuild the FAISS index from the stored embeddings (no re-embedding), maybe of a new type.
+
+        ``auto`` chooses from the vector count and ``memory_budget_bytes``. The search-time knob is
+        tuned until recall@10 vs exact search on ``sample`` stored vectors reaches the target.
+        Writers wait only for the final catch-up and swap; searches never wait for the build.
+        """
+        started = time.perf_counter()
+        ids, vectors, seq = self._read_all_embeddings()
+        chosen = (
+            ann.choose_index_type(len(ids), self.dim, memory_budget_bytes)
+            if index_type == "auto"
+            else ann.normalise_type(index_type)
+        )
+        cpu = self._new_index(chosen, ids, vectors)
+        tuning = ann.Tuning({}, 1.0)
+        if len(ids):
+            rows = np.sort(np.random.default_rng(0).choice(len(ids), min(sample, len(ids)), replace=False))
+            truth = ids[ann.exact_neighbours(vectors, vectors[rows], 10)]
+            tuning = ann.tune(cpu, vectors[rows], truth)
+        with self._write_lock:
+            fresh = self._wrap(cpu, chosen)
+            self._replay(fresh, seq)
+            with self._vectors_lock.write():
+                self._vectors = fresh
+            with self.db.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('index_type', ?)", (chosen,))
+            self._applied_seq = self._last_seq()
+            self._write_snapshot()
+        return RebuildReport(chosen, len(ids), time.perf_counter() - started, tuning)
 
     # ----------------------------------------------------------------- reads
     def get_product(self, product_id: int) -> Product | None:
         return self._load_products([product_id]).get(product_id)
 
     def get_by_sku(self, sku: str) -> Product | None:
-        rows = self._query("SELECT id FROM products WHERE sku = ?", (sku,))
+        rows = self.db.query("SELECT id FROM products WHERE sku = ?", (sku,))
         return self.get_product(rows[0]["id"]) if rows else None
 
     def existing_skus(self, skus: Iterable[str]) -> set[str]:
-        return {r["sku"] for r in self._rows_in("SELECT sku FROM products WHERE sku IN ({})", list(skus))}
+        return {r["sku"] for r in self.db.rows_in("SELECT sku FROM products WHERE sku IN ({})", list(skus))}
 
     def list_products(self, offset: int = 0, limit: int = 50, category: str | None = None) -> list[Product]:
-        where, params = ("WHERE category = ?", [category]) if category else ("", [])
-        rows = self._query(
-            f"SELECT id FROM products {where} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
+        where, params = SearchFilter(category=category).where()
+        rows = self.db.query(
+            f"SELECT id FROM products p WHERE {where} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
         )
         loaded = self._load_products(r["id"] for r in rows)
         return [loaded[r["id"]] for r in rows if r["id"] in loaded]
 
     def count(self) -> int:
-        return self._query("SELECT COUNT(*) AS n FROM products")[0]["n"]
+        return int(self.db.scalar("SELECT COUNT(*) FROM products"))
+
+    def image_count(self) -> int:
+        return int(self.db.scalar("SELECT COUNT(*) FROM images"))
 
     def vector_count(self) -> int:
+        """Live vectors in FAISS (tombstones excluded): equals ``image_count()`` between writes."""
         with self._vectors_lock.read():
-            return int(self._index.ntotal)
+            return self._vectors.live_count
+
+    def index_info(self) -> dict[str, Any]:
+        with self._vectors_lock.read():
+            v = self._vectors
+            return {
+                "type": v.index_type,
+                "device": "gpu" if v.on_gpu else "cpu",
+                "vectors": v.ntotal,
+                "tombstones": len(v.tombstones),
+                "description": v.describe(),
+            }
+
+    @property
+    def index_device(self) -> str:
+        with self._vectors_lock.read():
+            return "gpu" if self._vectors.on_gpu else "cpu"
+
+    def vector_ids(self) -> tuple[set[int], set[int]]:
+        """(ids FAISS holds, tombstones): for integrity checks."""
+        with self._vectors_lock.read():
+            cpu = self._vectors.cpu_index()
+            return _id_map(cpu), set(self._vectors.tombstones)
+
+    def iter_embeddings(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids (B,), embeddings (B, D)) of every stored image, in id order."""
+        last = 0
+        while True:
+            rows = self.db.query(
+                "SELECT id, embedding FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            )
+            if not rows:
+                return
+            last = rows[-1]["id"]
+            yield np.array([r["id"] for r in rows], dtype=np.int64), self._decode(rows)
 
     def image_file(self, image: ProductImage) -> Path:
         return self.directory / image.path
 
-    def search(self, queries: np.ndarray, k: int = 10) -> list[list[SearchHit]]:
+    def nearest_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """queries (M, D) -> (scores, image ids), each (M, <=k); id -1 marks an empty place."""
+        with self._vectors_lock.read():
+            if self._vectors.live_count == 0:
+                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            return self._vectors.search(queries, k)
+
+    def search(
+        self, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+    ) -> list[list[SearchHit]]:
         """Top-``k`` products per query by their best image's cosine similarity.
 
         queries: (M, D) float32, L2-normalised -> M lists of at most ``k`` hits, best first.
+        ``filter`` keeps only matching products: a selective one is answered exactly from the
+        stored embeddings, a broader one inside FAISS (IDSelector) or by over-fetching.
         A product deleted while the search ran is left out, never returned.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -358,49 +646,85 @@ class ProductStore:
             raise ValueError(f"queries must be (M, {self.dim}), got {queries.shape}")
         if k < 1:
             raise ValueError("k must be >= 1")
-        fetch = k
-        while True:
-            with self._vectors_lock.read():
-                total = int(self._index.ntotal)
-                if total == 0:
-                    return [[] for _ in range(len(queries))]
-                fetch = min(fetch, total)
-                scores, ids = self._index.search(queries, fetch)  # (M, fetch) each
-            owners = {
-                r["id"]: r["product_id"]
-                for r in self._rows_in(
-                    "SELECT id, product_id FROM images WHERE id IN ({})",
-                    sorted({int(i) for i in ids.flat if i >= 0}),
-                )
-            }
-            best: list[dict[int, tuple[float, int]]] = []
-            for row_scores, row_ids in zip(scores, ids, strict=False):
-                per_product: dict[int, tuple[float, int]] = {}
-                for score, image_id in zip(row_scores, row_ids, strict=False):
-                    pid = owners.get(int(image_id))
-                    if pid is not None and pid not in per_product:
-                        per_product[pid] = (float(score), int(image_id))
-                best.append(per_product)
-            if fetch >= total or all(len(b) >= k for b in best):
-                break
-            fetch *= 4  # several images of one product took the places: fetch deeper
+        allowed: np.ndarray | None = None
+        if filter is not None and not filter.is_empty:
+            where, params = filter.where()
+            rows = self.db.query(
+                f"SELECT i.id FROM images i JOIN products p ON p.id = i.product_id WHERE {where}", params
+            )
+            allowed = np.array(sorted(r["id"] for r in rows), dtype=np.int64)
+            if len(allowed) <= EXACT_FILTER_LIMIT:
+                return self._exact_search(queries, k, allowed)
+        best = self._ann_search(queries, k, allowed)
         products = self._load_products(pid for b in best for pid in b)
         return [
             [
                 SearchHit(products[pid], score, image_id)
-                for pid, (score, image_id) in list(b.items())[:k]
+                for pid, (score, image_id) in b.items()
                 if pid in products
-            ]
+            ][:k]
             for b in best
         ]
+
+    def _ann_search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[dict[int, tuple[float, int]]]:
+        """Per query: product id -> (best score, image id), best first, with >= k products when
+        there are that many; fetches deeper until several images per product, tombstones or a
+        filter no longer crowd the top-k out."""
+        fetch = k
+        while True:
+            with self._vectors_lock.read():
+                total = self._vectors.ntotal
+                if self._vectors.live_count == 0:
+                    return [{} for _ in queries]
+                fetch = min(fetch, total)
+                inside = allowed is not None and self._vectors.supports_selector
+                scores, ids = self._vectors.search(queries, fetch, allowed if inside else None)
+            if allowed is not None and not inside:
+                ids = np.where(np.isin(ids, allowed), ids, -1)
+            owners = self._image_owners(ids)
+            best: list[dict[int, tuple[float, int]]] = []
+            for row_scores, row_ids in zip(scores, ids, strict=True):
+                per_product: dict[int, tuple[float, int]] = {}
+                for score, image_id in zip(row_scores, row_ids, strict=True):
+                    owner = owners.get(int(image_id))
+                    if owner is not None and owner[0] not in per_product:
+                        per_product[owner[0]] = (float(score), int(image_id))
+                best.append(per_product)
+            if fetch >= total or all(len(b) >= k for b in best):
+                return best
+            fetch *= 4
+
+    def _exact_search(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> list[list[SearchHit]]:
+        """Brute force over the stored embeddings of ``allowed`` image ids (a selective filter)."""
+        rows = self.db.rows_in(
+            "SELECT id, product_id, embedding FROM images WHERE id IN ({})", allowed.tolist()
+        )
+        if not rows:
+            return [[] for _ in queries]
+        scores = queries @ self._decode(rows).T  # (M, A)
+        products = self._load_products(r["product_id"] for r in rows)
+        results = []
+        for row in scores:
+            hits: list[SearchHit] = []
+            seen: set[int] = set()
+            for j in np.argsort(-row, kind="stable"):
+                pid = rows[j]["product_id"]
+                if pid not in seen and pid in products:
+                    seen.add(pid)
+                    hits.append(SearchHit(products[pid], float(row[j]), int(rows[j]["id"])))
+                    if len(hits) == k:
+                        break
+            results.append(hits)
+        return results
 
     def close(self) -> None:
         """Write a final snapshot when anything changed since the last one, then close SQLite."""
         with self._write_lock:
             if self._applied_seq != self._snapshot_seq:
                 self._write_snapshot()
-            with self._db_lock:
-                self._conn.close()
+            self.db.close()
 
     def __enter__(self) -> ProductStore:
         return self

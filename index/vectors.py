@@ -1,32 +1,35 @@
-"""The FAISS side of the store: index construction, GPU placement and atomic snapshots.
+"""The FAISS side of the store: one index keyed by image id, its GPU placement, tombstones and snapshots.
 
-A snapshot file holds one serialised index plus the last change sequence number it contains:
-``MAGIC | seq (u64) | length (u64) | index bytes | sha256(index bytes)``. It is written to a
-temp file, fsynced and renamed, so a crash leaves either the old snapshot or the new one.
+FAISS cannot remove ids from GPU indexes (faiss#1585) nor from HNSW or refine stages; there a
+removed id becomes a *tombstone*: it stays in FAISS, searches drop it, and a rebuild compacts.
+
+A snapshot file holds the CPU index, its tombstones and the last change sequence number it
+contains: ``MAGIC | seq, index length, tombstone count (u64 each) | index bytes | tombstone ids
+(i64) | sha256 of all before``. It is written to a temp file, fsynced and renamed, so a crash
+leaves either the old snapshot or the new one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from encoder.atomic import atomic_write
+from index import ann
 
-MAGIC = b"LOOKALIKE-FAISS-1\n"
-_HEADER = struct.Struct("<QQ")
+log = logging.getLogger(__name__)
+MAGIC = b"LOOKALIKE-FAISS-2\n"
+_HEADER = struct.Struct("<QQQ")
 
 
 class SnapshotError(ValueError):
     """A snapshot file that is truncated, corrupted or of another format."""
-
-
-def new_flat_index(dim: int) -> faiss.Index:
-    """Exact inner-product search over unit vectors (= cosine), keyed by image id."""
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
 def gpu_count() -> int:
@@ -35,40 +38,132 @@ def gpu_count() -> int:
     return int(get()) if get else 0
 
 
-def place(index: faiss.Index, use_gpu: bool) -> faiss.Index:
-    """The index itself on CPU, or a GPU clone of it when ``use_gpu`` and a GPU is present."""
-    if use_gpu and gpu_count() > 0:
-        return faiss.index_cpu_to_all_gpus(index)
-    return index
+class VectorIndex:
+    """A FAISS index over image ids (cosine on unit vectors), on the GPU when asked and present.
+
+    Not thread-safe: the store serialises writers and shares readers with a readers-writer lock.
+    ``force_tombstones`` takes the GPU path (tombstones instead of removal) on CPU as well.
+    """
+
+    def __init__(
+        self,
+        cpu_index: faiss.Index,
+        index_type: str,
+        tombstones: Iterable[int] = (),
+        use_gpu: bool = False,
+        float16: bool = False,
+        force_tombstones: bool = False,
+    ) -> None:
+        self.index_type = index_type
+        self.tombstones: set[int] = set(tombstones)
+        self.on_gpu = False
+        self._index = cpu_index
+        if use_gpu and gpu_count() > 0:
+            self._index, self.on_gpu = _to_gpu(cpu_index, float16)
+        # Flat on CPU removes in place; everything else keeps tombstones until a rebuild
+        self.removes_in_place = (
+            not self.on_gpu and not force_tombstones and isinstance(ann.inner(cpu_index), faiss.IndexFlat)
+        )
+
+    @property
+    def ntotal(self) -> int:
+        """Vectors FAISS holds, tombstones included."""
+        return int(self._index.ntotal)
+
+    @property
+    def live_count(self) -> int:
+        return self.ntotal - len(self.tombstones)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """ids: (N,) int64 image ids never used before; vectors: (N, D) float32 unit rows."""
+        if len(ids):
+            self._index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+            )
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        if self.removes_in_place:
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+        else:
+            self.tombstones.update(ids)
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """queries (M, D) -> (scores, ids), each (M, k); tombstones and empty places have id -1.
+
+        ``allowed``: (A,) int64 ids to restrict the search to inside FAISS (CPU, Flat/HNSW/IVF);
+        ``None`` searches everything. Callers over-fetch to make up for dropped places.
+        """
+        params = None
+        if allowed is not None:
+            if not self.supports_selector:
+                raise ValueError("this index cannot filter inside FAISS")
+            params = ann.selector_parameters(self._index, faiss.IDSelectorBatch(allowed))
+        k = max(1, min(k, self.ntotal))
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        if self.tombstones:
+            dead = np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones)))
+            ids[dead] = -1
+            scores[dead] = -np.inf
+        return scores, ids
+
+    @property
+    def supports_selector(self) -> bool:
+        return not self.on_gpu and ann.selector_parameters(self._index, faiss.IDSelectorAll()) is not None
+
+    def cpu_index(self) -> faiss.Index:
+        """The index on the CPU (a copy when it lives on the GPU), e.g. to serialise it."""
+        return faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
+
+    def describe(self) -> str:
+        where = "gpu" if self.on_gpu else "cpu"
+        kind = ann.describe(self.cpu_index())
+        return f"{self.index_type} ({kind}, {where}, {len(self.tombstones)} tombstones)"
 
 
-def to_cpu(index: faiss.Index) -> faiss.Index:
-    if gpu_count() > 0 and hasattr(faiss, "index_gpu_to_cpu"):
-        try:
-            return faiss.index_gpu_to_cpu(index)
-        except RuntimeError:  # already a CPU index
-            return index
-    return index
+def _to_gpu(index: faiss.Index, float16: bool) -> tuple[faiss.Index, bool]:
+    """A GPU clone of ``index`` on every GPU; the CPU index when FAISS has no GPU version of it."""
+    options = faiss.GpuMultipleClonerOptions()
+    options.useFloat16 = float16
+    options.shard = False
+    try:
+        return faiss.index_cpu_to_all_gpus(index, co=options), True
+    except RuntimeError as exc:  # e.g. HNSW: no GPU implementation
+        log.warning("keeping the %s index on the CPU: %s", ann.describe(index), str(exc).splitlines()[0])
+        return index, False
 
 
-def write_snapshot(index: faiss.Index, seq: int, path: Path) -> None:
-    """Serialise ``index`` with its sequence number to ``path`` atomically."""
-    data = faiss.serialize_index(to_cpu(index)).tobytes()
+def write_snapshot(vectors: VectorIndex, seq: int, path: Path) -> None:
+    """Serialise ``vectors`` (index + tombstones) with its sequence number to ``path`` atomically."""
+    data = faiss.serialize_index(vectors.cpu_index()).tobytes()
+    dead = np.array(sorted(vectors.tombstones), dtype="<i8").tobytes()
+    header = MAGIC + _HEADER.pack(seq, len(data), len(vectors.tombstones))
+    digest = hashlib.sha256()
+    for part in (header, data, dead):
+        digest.update(part)
     with atomic_write(path) as f:
-        f.write(MAGIC)
-        f.write(_HEADER.pack(seq, len(data)))
-        f.write(data)
-        f.write(hashlib.sha256(data).digest())
+        for part in (header, data, dead, digest.digest()):
+            f.write(part)
 
 
-def read_snapshot(path: Path) -> tuple[faiss.Index, int]:
-    """(CPU index, seq) from a snapshot file; ``SnapshotError`` when it is not intact."""
+def read_snapshot(path: Path) -> tuple[faiss.Index, set[int], int]:
+    """(CPU index, tombstones, seq) from a snapshot file; ``SnapshotError`` when it is not intact."""
     blob = path.read_bytes()
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + _HEADER.size + 32:
-        raise SnapshotError(f"{path} is not a lookalike FAISS snapshot")
-    seq, length = _HEADER.unpack_from(blob, len(MAGIC))
     start = len(MAGIC) + _HEADER.size
-    data, digest = blob[start : start + length], blob[start + length :]
-    if len(data) != length or hashlib.sha256(data).digest() != digest:
+    if not blob.startswith(MAGIC) or len(blob) < start + 32:
+        raise SnapshotError(f"{path} is not a lookalike FAISS snapshot of this version")
+    seq, length, n_dead = _HEADER.unpack_from(blob, len(MAGIC))
+    end = start + length + 8 * n_dead
+    if len(blob) != end + 32 or hashlib.sha256(blob[:end]).digest() != blob[end:]:
         raise SnapshotError(f"{path} is truncated or corrupted")
-    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)), seq
+    index = faiss.deserialize_index(np.frombuffer(blob[start : start + length], dtype=np.uint8))
+    dead = np.frombuffer(blob[start + length : end], dtype="<i8")
+    return index, {int(i) for i in dead}, seq

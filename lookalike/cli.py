@@ -2,6 +2,7 @@
 
 lookalike train  ...   learn the encoder self-supervised (training/)
 lookalike build  ...   embed a catalog into a product store (index/)
+lookalike index  ...   rebuild, check or inspect a product store (index/)
 lookalike serve  ...   run the search API and storefront (app/)
 lookalike eval   ...   measure retrieval quality of an encoder (training/)
 """
@@ -50,6 +51,14 @@ def _build(args: argparse.Namespace) -> None:
     main(args).close()
 
 
+def _index(args: argparse.Namespace) -> None:
+    from index.maintenance import main
+
+    status = main(args)
+    if status:
+        sys.exit(status)
+
+
 def _eval(args: argparse.Namespace) -> None:
     from training.evaluate import main
 
@@ -73,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, parents=[parent], help=text, description=text)
         sub.set_defaults(run=run)
+    from index.maintenance import configure
+
+    index = commands.add_parser("index", help="rebuild, check or inspect a product store")
+    configure(index)
+    index.set_defaults(run=_index)
     return parser
 
 

@@ -131,5 +131,5 @@ def test_train_build_serve_search(tmp_path: Path) -> None:
         server.wait(timeout=30)
     # a graceful shutdown (uvicorn re-raises the SIGTERM it handled) leaves a snapshot that holds the add
     assert server.returncode in (0, -signal.SIGTERM)
-    index, _ = read_snapshot(tmp_path / "store" / ProductStore.SNAPSHOT_NAME)
+    index, _, _ = read_snapshot(tmp_path / "store" / ProductStore.SNAPSHOT_NAME)
     assert index.ntotal == 17

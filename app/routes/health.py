@@ -17,7 +17,8 @@ def health(store: StoreDep, embedder: EmbedderDep) -> HealthResponse:
     return HealthResponse(
         status="ok",
         device=next(encoder.parameters()).device.type,
-        index_device="gpu" if store.use_gpu else "cpu",
+        index_device=store.index_device,
+        index_type=store.index_type,
         encoder=EncoderInfo(
             fingerprint=store.fingerprint, arch=cfg.arch, image_size=cfg.image_size, embed_dim=cfg.embed_dim
         ),

@@ -1,8 +1,8 @@
-"""The catalog over HTTP: add (POST /index), read, list, image files, delete."""
+"""The catalog over HTTP: add (POST /index), read, list, update, images, delete."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from typing import Annotated, Any
 
 import numpy as np
@@ -11,10 +11,19 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import ApiKeyDep, EmbedderDep, SettingsDep, StoreDep
+from app.embedder import Embedder
 from app.errors import ApiError
-from app.schemas import ErrorResponse, ProductOut
+from app.forms import json_object_field
+from app.schemas import AddedProductOut, ErrorResponse, NearDuplicateOut, ProductOut, ProductUpdate
 from app.uploads import embed_upload, read_upload
-from index import DuplicateSkuError, NewProduct, Product, ProductStore
+from index import (
+    DuplicateSkuError,
+    NearDuplicate,
+    NearDuplicateError,
+    NewProduct,
+    Product,
+    ProductStore,
+)
 
 router = APIRouter(tags=["products"])
 _MEDIA_TYPES = {
@@ -29,18 +38,6 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _parse_attributes(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_attributes", f"attributes must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ApiError(422, "invalid_attributes", 'attributes must be a JSON object, e.g. {"colour": "red"}')
-    return value
-
-
 def _get_or_404(store: ProductStore, product_id: int) -> Product:
     product = store.get_product(product_id)
     if product is None:
@@ -48,31 +45,171 @@ def _get_or_404(store: ProductStore, product_id: int) -> Product:
     return product
 
 
+MAX_IMAGES = 20  # per product and per request
+
+
+async def _embed_all(
+    embedder: Embedder, uploads: list[UploadFile], max_bytes: int
+) -> tuple[tuple[bytes, ...], np.ndarray]:
+    """Read and embed every upload (together, so they share encoder batches) -> (bytes, (N, D))."""
+    if not 1 <= len(uploads) <= MAX_IMAGES:
+        raise ApiError(422, "invalid_request", f"send between 1 and {MAX_IMAGES} images")
+    data = [await read_upload(u, max_bytes) for u in uploads]
+    vectors = await asyncio.gather(*(embed_upload(embedder, d) for d in data))
+    return tuple(data), np.stack([np.asarray(v) for v in vectors])
+
+
+def _near_duplicate_error(exc: NearDuplicateError) -> ApiError:
+    return ApiError(
+        409,
+        "near_duplicate",
+        str(exc),
+        details=[NearDuplicateOut.from_record(d).model_dump() for d in exc.duplicates],
+    )
+
+
+def _added(product: Product, duplicates: list[NearDuplicate]) -> AddedProductOut:
+    return AddedProductOut(
+        **ProductOut.from_product(product).model_dump(),
+        near_duplicates=[NearDuplicateOut.from_record(d) for d in duplicates],
+    )
+
+
 @router.post(
-    "/index", status_code=201, response_model=ProductOut, dependencies=[ApiKeyDep], responses=_WRITE_ERRORS
+    "/index",
+    status_code=201,
+    response_model=AddedProductOut,
+    dependencies=[ApiKeyDep],
+    responses=_WRITE_ERRORS,
 )
 async def add_product(
     store: StoreDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
-    image: Annotated[UploadFile, File(description="the product photo")],
+    image: Annotated[
+        list[UploadFile], File(description="the product's photos: repeat the field for several")
+    ],
     sku: Annotated[str, Form(min_length=1, max_length=128, description="unique stock-keeping unit")],
     title: Annotated[str, Form(min_length=1, max_length=500)],
     category: Annotated[str | None, Form(max_length=200)] = None,
     price: Annotated[float | None, Form(ge=0, le=1e9)] = None,
     attributes: Annotated[str | None, Form(description="JSON object of extra fields")] = None,
-) -> ProductOut:
-    """Add one product with its photo; the answer comes after the SQLite commit."""
-    attrs = _parse_attributes(attributes)
+) -> AddedProductOut:
+    """Add one product with its photos; the answer comes after the SQLite commit.
+
+    409 ``duplicate_sku`` when the sku exists; 409 ``near_duplicate`` (with ``details``) when a
+    photo nearly equals a stored one and LOOKALIKE_DUPLICATE_POLICY is ``refuse``; with ``report``
+    such photos are listed in ``near_duplicates`` of the answer.
+    """
+    attrs = json_object_field(attributes, "attributes", "invalid_attributes")
     if await run_in_threadpool(store.get_by_sku, sku) is not None:
         raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists")
-    data = await read_upload(image, settings.max_upload_bytes)
-    vector = await embed_upload(embedder, data)
-    new = NewProduct(sku, title, category or None, price, attrs, (data,), np.asarray(vector)[None, :])
+    data, vectors = await _embed_all(embedder, image, settings.max_upload_bytes)
+    new = NewProduct(sku, title, category or None, price, attrs, data, vectors)
     try:
-        product = await run_in_threadpool(store.add_product, new)
+        result = await run_in_threadpool(store.add_products, [new])
     except DuplicateSkuError as exc:  # lost a race with another add of the same sku
         raise ApiError(409, "duplicate_sku", str(exc)) from exc
+    except NearDuplicateError as exc:
+        raise _near_duplicate_error(exc) from exc
+    return _added(result.products[0], result.near_duplicates)
+
+
+@router.patch(
+    "/products/{product_id}",
+    response_model=ProductOut,
+    dependencies=[ApiKeyDep],
+    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)},
+)
+def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> ProductOut:
+    """Change a product's metadata (JSON body with the fields to change); images stay as they are."""
+    changes = update.model_dump(exclude_unset=True)
+    for key in ("sku", "title"):
+        if key in changes and changes[key] is None:
+            raise ApiError(422, "invalid_request", f"{key} cannot be null")
+    try:
+        product = store.update_product(product_id, changes)
+    except DuplicateSkuError as exc:
+        raise ApiError(409, "duplicate_sku", str(exc)) from exc
+    if product is None:
+        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+    return ProductOut.from_product(product)
+
+
+async def _set_images(
+    store: ProductStore,
+    embedder: Embedder,
+    max_bytes: int,
+    product_id: int,
+    uploads: list[UploadFile],
+    replace: bool,
+) -> AddedProductOut:
+    product = await run_in_threadpool(_get_or_404, store, product_id)
+    if len(uploads) + (0 if replace else len(product.images)) > MAX_IMAGES:
+        raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
+    data, vectors = await _embed_all(embedder, uploads, max_bytes)
+    try:
+        done = await run_in_threadpool(store.add_images, product_id, data, vectors, replace)
+    except NearDuplicateError as exc:
+        raise _near_duplicate_error(exc) from exc
+    if done is None:  # deleted meanwhile
+        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+    return _added(*done)
+
+
+_IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
+}
+
+
+@router.post(
+    "/products/{product_id}/images",
+    response_model=AddedProductOut,
+    dependencies=[ApiKeyDep],
+    responses=_IMAGE_ERRORS,
+)
+async def add_images(
+    store: StoreDep,
+    embedder: EmbedderDep,
+    settings: SettingsDep,
+    product_id: int,
+    image: Annotated[list[UploadFile], File(description="photos to add: repeat the field for several")],
+) -> AddedProductOut:
+    """Add photos to a product; searches match any of its photos."""
+    return await _set_images(store, embedder, settings.max_upload_bytes, product_id, image, replace=False)
+
+
+@router.put(
+    "/products/{product_id}/images",
+    response_model=AddedProductOut,
+    dependencies=[ApiKeyDep],
+    responses=_IMAGE_ERRORS,
+)
+async def replace_images(
+    store: StoreDep,
+    embedder: EmbedderDep,
+    settings: SettingsDep,
+    product_id: int,
+    image: Annotated[list[UploadFile], File(description="the product's new photos")],
+) -> AddedProductOut:
+    """Replace all photos of a product in one step."""
+    return await _set_images(store, embedder, settings.max_upload_bytes, product_id, image, replace=True)
+
+
+@router.delete(
+    "/products/{product_id}/images/{image_id}",
+    response_model=ProductOut,
+    dependencies=[ApiKeyDep],
+    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409)},
+)
+def delete_image(store: StoreDep, product_id: int, image_id: int) -> ProductOut:
+    """Remove one photo; a product's last photo cannot go (409): delete the product instead."""
+    try:
+        product = store.remove_image(product_id, image_id)
+    except ValueError as exc:
+        raise ApiError(409, "last_image", str(exc)) from exc
+    if product is None:
+        raise ApiError(404, "image_not_found", f"product {product_id} has no image {image_id}")
     return ProductOut.from_product(product)
 
 

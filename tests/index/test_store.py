@@ -38,7 +38,7 @@ def store(tmp_path: Path):
 def test_add_get_and_exact_search_match_numpy(store: ProductStore) -> None:
     rng = np.random.default_rng(0)
     vectors = unit(rng, 30)
-    added = store.add_products([product(i, vectors[i : i + 1]) for i in range(30)])
+    added = store.add_products([product(i, vectors[i : i + 1]) for i in range(30)]).products
     assert store.count() == 30 and store.vector_count() == 30
     got = store.get_product(added[3].id)
     assert got is not None and got.sku == "SKU-3" and got.attributes == {"colour": "red"} and got.price == 9.5
@@ -87,7 +87,7 @@ def test_multi_image_products_collapse_to_their_best_image(store: ProductStore) 
 def test_remove_deletes_rows_and_vectors(store: ProductStore) -> None:
     rng = np.random.default_rng(3)
     v = unit(rng, 3)
-    a, b, _ = store.add_products([product(i, v[i : i + 1]) for i in range(3)])
+    a, b, _ = store.add_products([product(i, v[i : i + 1]) for i in range(3)]).products
     assert store.remove_product(a.id) and not store.remove_product(a.id)
     assert store.get_product(a.id) is None and store.vector_count() == 2
     assert all(h.product.id != a.id for h in store.search(v[:1], k=3)[0])
@@ -98,11 +98,11 @@ def test_restart_replays_changes_newer_than_the_snapshot(tmp_path: Path) -> None
     rng = np.random.default_rng(4)
     v = unit(rng, 6)
     store = ProductStore(tmp_path / "s", FP, DIM)
-    ids = [p.id for p in store.add_products([product(i, v[i : i + 1]) for i in range(4)])]
+    ids = [p.id for p in store.add_products([product(i, v[i : i + 1]) for i in range(4)]).products]
     assert store.snapshot() > 0
     store.add_product(product(4, v[4:5]))  # after the snapshot
     store.remove_product(ids[0])
-    store._conn.close()  # a crash: no final snapshot
+    store.db.close()  # a crash: no final snapshot
 
     reopened = ProductStore(tmp_path / "s", FP, DIM)
     assert reopened.vector_count() == 4
@@ -139,12 +139,19 @@ def test_list_products_paginates_and_filters(store: ProductStore) -> None:
     assert len(store.list_products(category="a")) == 3
 
 
-def test_concurrent_searches_while_adding_and_deleting(store: ProductStore) -> None:
+@pytest.mark.parametrize("index_type,force_tombstones", [("Flat", False), ("HNSW32", True)])
+def test_concurrent_searches_while_adding_and_deleting(
+    tmp_path: Path, index_type: str, force_tombstones: bool
+) -> None:
+    """8 threads search while 2 threads add and delete: no error, no deleted product, no lost add."""
     rng = np.random.default_rng(7)
     v = unit(rng, 80)
+    store = ProductStore(tmp_path / "s", FP, DIM, force_tombstones=force_tombstones)
     store.add_products([product(i, v[i : i + 1]) for i in range(40)])
+    store.rebuild(index_type)
     errors: list[BaseException] = []
     deleted: set[int] = set()
+    added: dict[int, int] = {}  # product id -> row of v
 
     def searcher() -> None:
         try:
@@ -158,14 +165,14 @@ def test_concurrent_searches_while_adding_and_deleting(store: ProductStore) -> N
     def writer(offset: int) -> None:
         try:
             for i in range(offset, offset + 20):
-                store.add_product(product(i, v[i : i + 1]))
+                added[store.add_product(product(i, v[i : i + 1])).id] = i
             for p in store.list_products(offset=0, limit=5):
                 if store.remove_product(p.id):  # the other writer may have removed it first
                     deleted.add(p.id)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=searcher) for _ in range(4)] + [
+    threads = [threading.Thread(target=searcher) for _ in range(8)] + [
         threading.Thread(target=writer, args=(40,)),
         threading.Thread(target=writer, args=(60,)),
     ]
@@ -175,3 +182,7 @@ def test_concurrent_searches_while_adding_and_deleting(store: ProductStore) -> N
         t.join()
     assert not errors
     assert store.count() == store.vector_count() == 80 - len(deleted)
+    for product_id, row in added.items():
+        if product_id not in deleted:
+            assert store.search(v[row : row + 1], k=1)[0][0].product.id == product_id, "an add was lost"
+    store.close()

@@ -1,0 +1,73 @@
+"""``lookalike index check``: does a store hold together? SQLite, files, embeddings and FAISS agree."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from index.store import ProductStore
+from index.vectors import SnapshotError, read_snapshot
+
+
+def check_store(store: ProductStore, verify_files: bool = True) -> list[str]:
+    """Every problem found, one sentence each; an empty list means the store is sound.
+
+    Meant for a store no other process writes to meanwhile (a write racing the check can show
+    up as a passing disagreement between SQLite and FAISS).
+    """
+    db = store.db
+    problems = [f"sqlite: {r[0]}" for r in db.query("PRAGMA integrity_check") if r[0] != "ok"]
+    problems += [
+        f"sqlite: row {r[1]} of {r[0]} points at a missing {r[2]}"
+        for r in db.query("PRAGMA foreign_key_check")
+    ]
+    images = db.query(
+        "SELECT i.id, i.content_hash, i.path, i.fingerprint, length(i.embedding) AS n FROM images i"
+    )
+    for r in images:
+        if r["n"] != 4 * store.dim:
+            problems.append(f"image {r['id']}: embedding of {r['n']} bytes, expected {4 * store.dim}")
+        if r["fingerprint"] != store.fingerprint:
+            problems.append(
+                f"image {r['id']}: embedded by encoder {r['fingerprint'][:12]}, "
+                f"the store's is {store.fingerprint[:12]}"
+            )
+        path = store.directory / r["path"]
+        if not path.is_file():
+            problems.append(f"image {r['id']}: file {r['path']} is missing")
+        elif verify_files and hashlib.sha256(path.read_bytes()).hexdigest() != r["content_hash"]:
+            problems.append(f"image {r['id']}: file {r['path']} does not match its sha256")
+    last = 0
+    while rows := db.query("SELECT id, embedding FROM images WHERE id > ? ORDER BY id LIMIT 4096", (last,)):
+        last = rows[-1]["id"]
+        good = [r for r in rows if len(r["embedding"]) == 4 * store.dim]  # wrong sizes are reported above
+        vectors = np.frombuffer(b"".join(r["embedding"] for r in good), np.float32).reshape(-1, store.dim)
+        norms = np.linalg.norm(vectors, axis=1)
+        for r, ok in zip(good, np.isfinite(norms) & (np.abs(norms - 1) < 1e-3), strict=True):
+            if not ok:
+                problems.append(f"image {r['id']}: embedding is not a finite unit vector")
+    problems += [
+        f"product {r['id']} ({r['sku']}) has no image"
+        for r in db.query("SELECT id, sku FROM products WHERE id NOT IN (SELECT product_id FROM images)")
+    ]
+    held, tombstones = store.vector_ids()
+    stored = {r["id"] for r in images}
+    if missing := stored - (held - tombstones):
+        problems.append(f"faiss: {len(missing)} stored images are not searchable, e.g. {sorted(missing)[:5]}")
+    if extra := (held - tombstones) - stored:
+        problems.append(
+            f"faiss: {len(extra)} vectors of deleted images are searchable, e.g. {sorted(extra)[:5]}"
+        )
+    if stray := tombstones - held:
+        problems.append(f"faiss: {len(stray)} tombstones name ids the index does not hold")
+    snapshot = store.directory / store.SNAPSHOT_NAME
+    if snapshot.exists():
+        try:
+            index, _, seq = read_snapshot(snapshot)
+            last = db.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes")
+            if seq > last or index.d != store.dim:
+                problems.append(f"snapshot: holds change {seq} of {last}, {index.d}-d of {store.dim}-d")
+        except SnapshotError as exc:
+            problems.append(f"snapshot: {exc}")
+    return problems

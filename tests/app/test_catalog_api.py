@@ -1,0 +1,114 @@
+"""The catalog endpoints beyond add/delete: several photos, metadata updates, near-duplicates, filters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.app.conftest import API_KEY, make_client
+from tests.conftest import image_bytes
+
+AUTH = {"X-API-Key": API_KEY}
+
+
+def photos(*seeds: int) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("image", (f"{s}.png", image_bytes(s, "PNG"), "image/png")) for s in seeds]
+
+
+def search(client: TestClient, seed: int, **form: object) -> list[dict]:
+    r = client.post("/search", files=photos(seed), data={k: str(v) for k, v in form.items()})
+    assert r.status_code == 200, r.text
+    return r.json()["results"]
+
+
+def add(client: TestClient, sku: str, *seeds: int, **form: object):
+    fields = {"sku": sku, "title": f"Product {sku}", **{k: str(v) for k, v in form.items()}}
+    return client.post("/index", files=photos(*seeds), data=fields, headers=AUTH)
+
+
+def test_a_product_with_several_photos_is_found_by_each(client: TestClient) -> None:
+    r = add(client, "MULTI", 501, 502, 503)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["images"]) == 3 and body["near_duplicates"] == []
+    for image, seed in zip(body["images"], (501, 502, 503), strict=True):
+        top = search(client, seed, k=1)[0]
+        assert top["sku"] == "MULTI" and top["matched_image_id"] == image["id"]
+        assert client.get(image["url"]).content == image_bytes(seed, "PNG")
+
+
+def test_images_can_be_added_replaced_and_removed(client: TestClient) -> None:
+    product = add(client, "P", 601).json()
+    pid = product["id"]
+    r = client.post(f"/products/{pid}/images", files=photos(602), headers=AUTH)
+    assert r.status_code == 200 and len(r.json()["images"]) == 2
+    assert search(client, 602, k=1)[0]["sku"] == "P"
+
+    r = client.put(f"/products/{pid}/images", files=photos(603, 604), headers=AUTH)
+    assert r.status_code == 200, r.text
+    images = r.json()["images"]
+    assert len(images) == 2
+    assert all(
+        hit["sku"] != "P" or hit["matched_image_id"] in {i["id"] for i in images}
+        for hit in search(client, 601, k=20)
+    )
+
+    r = client.delete(f"/products/{pid}/images/{images[0]['id']}", headers=AUTH)
+    assert r.status_code == 200 and [i["id"] for i in r.json()["images"]] == [images[1]["id"]]
+    r = client.delete(f"/products/{pid}/images/{images[1]['id']}", headers=AUTH)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "last_image"
+    assert client.delete(f"/products/{pid}/images/999999", headers=AUTH).status_code == 404
+    assert client.post("/products/999999/images", files=photos(605), headers=AUTH).status_code == 404
+    assert client.post(f"/products/{pid}/images", files=photos(605)).status_code == 401
+
+
+def test_metadata_updates(client: TestClient) -> None:
+    pid = add(client, "U", 701, category="red", price=5).json()["id"]
+    r = client.patch(
+        f"/products/{pid}", json={"title": "Renamed", "price": 7.5, "attributes": {"size": "M"}}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["title"], got["price"], got["attributes"], got["category"]) == (
+        "Renamed",
+        7.5,
+        {"size": "M"},
+        "red",
+    )
+    assert search(client, 701, k=1)[0]["title"] == "Renamed"
+
+    assert client.patch(f"/products/{pid}", json={"sku": "SKU-01"}, headers=AUTH).status_code == 409
+    for bad in ({"colour": "red"}, {"price": -1}, {"title": None}, {"title": ""}):
+        r = client.patch(f"/products/{pid}", json=bad, headers=AUTH)
+        assert r.status_code == 422, bad
+    assert client.patch("/products/999999", json={"title": "x"}, headers=AUTH).status_code == 404
+    assert client.get(f"/products/{pid}").json()["title"] == "Renamed"
+
+
+def test_search_filters(client: TestClient) -> None:
+    add(client, "CHEAP", 801, category="sale", price=3, attributes='{"colour": "red", "size": 40}')
+    add(client, "DEAR", 802, category="sale", price=300, attributes='{"colour": "blue", "size": 40}')
+    assert {h["sku"] for h in search(client, 801, k=10, category="sale")} == {"CHEAP", "DEAR"}
+    assert [h["sku"] for h in search(client, 802, k=10, category="sale", max_price=10)] == ["CHEAP"]
+    assert [h["sku"] for h in search(client, 801, k=10, min_price=100)] == ["DEAR"]
+    assert [h["sku"] for h in search(client, 801, k=10, attributes='{"colour": "blue"}')] == ["DEAR"]
+    assert search(client, 801, k=10, attributes='{"size": 40, "colour": "green"}') == []
+    for bad in ({"attributes": "[1]"}, {"attributes": "{not json"}, {"min_price": 5, "max_price": 1}):
+        r = client.post("/search", files=photos(801), data={k: str(v) for k, v in bad.items()})
+        assert r.status_code == 422 and r.json()["error"]["code"] in {"invalid_filter", "invalid_request"}
+
+
+def test_near_duplicates_are_reported_or_refused(tiny_encoder_path: Path, store_dir: Path) -> None:
+    with make_client(tiny_encoder_path, store_dir) as client:  # policy: report
+        r = add(client, "AGAIN", 7)  # the same photo as SKU-07
+        assert r.status_code == 201
+        dup = r.json()["near_duplicates"]
+        assert dup and dup[0]["other_sku"] == "SKU-07" and dup[0]["score"] >= 0.99  # PNG of the catalog JPEG
+    with make_client(tiny_encoder_path, store_dir, duplicate_policy="refuse") as client:
+        before = client.get("/health").json()["products"]
+        r = add(client, "AGAIN-2", 7)
+        assert r.status_code == 409
+        error = r.json()["error"]
+        assert error["code"] == "near_duplicate" and error["details"][0]["other_sku"] in {"SKU-07", "AGAIN"}
+        assert client.get("/health").json()["products"] == before
