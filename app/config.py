@@ -25,7 +25,7 @@ class Settings(BaseSettings):
         description="an image nearly equal to a stored one: off, report (in the answer) or refuse (409)",
     )
     duplicate_threshold: float = Field(
-        0.97, gt=0, le=1, description="cosine at which images count as near-duplicates"
+        0.9, gt=0, le=1, description="cosine at which images count as near-duplicates"
     )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
     host: str = Field("127.0.0.1", description="address `lookalike serve` binds")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,14 +47,17 @@ class SearchFilter:
             clauses.append(f"{alias}.price <= ?")
             params.append(self.max_price)
         for key, value in sorted(self.attributes.items()):
-            path = "$." + json.dumps(key)  # a quoted JSON path: any key, no injection
+            # json_each matches the key exactly (any characters) and the JSON type with the value:
+            # 1 never matches true, "1" never matches 1
+            args: list[Any]
             if value is None:
-                clauses.append(f"json_type({alias}.attributes, ?) = 'null'")
-                params.append(path)
-            elif isinstance(value, bool):  # JSON true/false come back from json_extract as 1/0
-                clauses.append(f"json_type({alias}.attributes, ?) = ?")
-                params += [path, "true" if value else "false"]
+                test, args = "type = 'null'", []
+            elif isinstance(value, bool):
+                test, args = "type = ?", ["true" if value else "false"]
+            elif isinstance(value, str):
+                test, args = "type = 'text' AND value = ?", [value]
             else:
-                clauses.append(f"json_extract({alias}.attributes, ?) = ?")
-                params += [path, value]
+                test, args = "type IN ('integer', 'real') AND value = ?", [value]
+            clauses.append(f"EXISTS (SELECT 1 FROM json_each({alias}.attributes) WHERE key = ? AND {test})")
+            params += [key, *args]
         return (" AND ".join(clauses) or "1"), params

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,7 +101,7 @@ class ProductStore:
         snapshot_every: int = 1000,
         float16: bool = False,
         force_tombstones: bool = False,
-        duplicate_threshold: float = 0.97,
+        duplicate_threshold: float = 0.9,
         duplicate_policy: DuplicatePolicy = "report",
     ) -> None:
         self.directory = Path(directory)
@@ -153,6 +154,10 @@ class ProductStore:
     def index_type(self) -> str:
         return self._meta().get("index_type", "Flat")
 
+    def _set_index_type(self, index_type: str) -> None:
+        with self.db.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('index_type', ?)", (index_type,))
+
     def _last_seq(self) -> int:
         return int(self.db.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes"))
 
@@ -184,6 +189,7 @@ class ProductStore:
             log.warning("cannot rebuild a %s index (%s): using Flat", index_type, exc)
             cpu = self._new_index("Flat", ids, vectors_np)
             index_type = "Flat"
+            self._set_index_type(index_type)
         vectors = self._wrap(cpu, index_type)
         self._replay(vectors, seq)
         return vectors, 0
@@ -272,8 +278,20 @@ class ProductStore:
                 f.write(data)
         return digest, rel
 
+    @contextmanager
+    def _image_files(self, blobs: Sequence[bytes]) -> Iterator[list[tuple[str, str]]]:
+        """Write the files of a write in progress; when it fails, delete those no row points at.
+        The caller holds ``_write_lock``, so no other write can start or stop using these files."""
+        files = [self._write_image_file(data) for data in blobs]
+        try:
+            yield files
+        except BaseException:
+            self._drop_unreferenced_files(rel for _, rel in files)
+            raise
+
     def _drop_unreferenced_files(self, paths: Iterable[str]) -> None:
-        """Delete image files no image row points at any more (files are shared by content)."""
+        """Delete image files no image row points at any more (files are shared by content).
+        Called under ``_write_lock``: a concurrent write could otherwise reuse a file being dropped."""
         for rel in set(paths):
             if not self.db.scalar("SELECT 1 FROM images WHERE path = ? LIMIT 1", (rel,)):
                 (self.directory / rel).unlink(missing_ok=True)
@@ -345,30 +363,43 @@ class ProductStore:
         skus = [p.sku for p in products]
         if len(set(skus)) != len(skus):
             raise DuplicateSkuError(next(s for s in skus if skus.count(s) > 1))
-        files = [[self._write_image_file(data) for data in p.images] for p in products]
         with self._write_lock:
-            duplicates = self._near_duplicates(skus, vectors)
+            duplicates = self._near_duplicates(skus, vectors)  # a refusal writes nothing at all
             product_ids: list[int] = []
             new_ids: list[int] = []
-            try:
-                with self.db.transaction() as db:
-                    now = _now()
-                    for p, emb, stored in zip(products, vectors, files, strict=True):
-                        cur = db.execute(
-                            "INSERT INTO products (sku, title, category, price, attributes, created_at,"
-                            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
-                        )
-                        product_ids.append(int(cur.lastrowid or 0))
-                        new_ids += self._insert_images(db, product_ids[-1], stored, emb)
-            except sqlite3.IntegrityError as exc:
-                dup = self.existing_skus(skus)
-                if dup:
-                    raise DuplicateSkuError(sorted(dup)[0]) from exc
-                raise
+            with self._image_files([data for p in products for data in p.images]) as flat:
+                ends = np.cumsum([len(p.images) for p in products]).tolist()
+                files = [flat[end - len(p.images) : end] for p, end in zip(products, ends, strict=True)]
+                self._insert_products(products, vectors, files, product_ids, new_ids)
             self._apply_vectors(new_ids, np.concatenate(vectors) if vectors else None, ())
         loaded = self._load_products(product_ids)
         return AddResult([loaded[i] for i in product_ids], duplicates)
+
+    def _insert_products(
+        self,
+        products: Sequence[NewProduct],
+        vectors: Sequence[np.ndarray],
+        files: Sequence[Sequence[tuple[str, str]]],
+        product_ids: list[int],
+        new_ids: list[int],
+    ) -> None:
+        """One transaction inserting ``products``; fills ``product_ids`` and the new image ids."""
+        try:
+            with self.db.transaction() as db:
+                now = _now()
+                for p, emb, stored in zip(products, vectors, files, strict=True):
+                    cur = db.execute(
+                        "INSERT INTO products (sku, title, category, price, attributes, created_at,"
+                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
+                    )
+                    product_ids.append(int(cur.lastrowid or 0))
+                    new_ids += self._insert_images(db, product_ids[-1], stored, emb)
+        except sqlite3.IntegrityError as exc:
+            dup = self.existing_skus(p.sku for p in products)
+            if dup:
+                raise DuplicateSkuError(sorted(dup)[0]) from exc
+            raise
 
     def _near_duplicates(
         self, skus: Sequence[str], vectors: Sequence[np.ndarray], exclude_product: int | None = None
@@ -432,19 +463,20 @@ class ProductStore:
     ) -> tuple[Product, list[NearDuplicate]] | None:
         """Add images to a product (``replace``: instead of its current ones); None when it is gone."""
         emb = self._checked_embeddings(images, embeddings)
-        files = [self._write_image_file(data) for data in images]
         with self._write_lock:
             product = self.get_product(product_id)
             if product is None:
                 return None
             duplicates = self._near_duplicates([product.sku], [emb], exclude_product=product_id)
             old = [i.id for i in product.images] if replace else []
-            with self.db.transaction() as db:
+            with self._image_files(images) as files, self.db.transaction() as db:
                 old_paths = self._delete_images(db, old) if old else []
                 new_ids = self._insert_images(db, product_id, files, emb)
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
             self._apply_vectors(new_ids, emb, old)
-        self._drop_unreferenced_files(old_paths)
+            self._drop_unreferenced_files(old_paths)
+        if replace:
+            self._maybe_compact()
         updated = self.get_product(product_id)
         return (updated, duplicates) if updated else None
 
@@ -461,7 +493,7 @@ class ProductStore:
                 paths = self._delete_images(db, [image_id])
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
             self._apply_vectors((), None, [image_id])
-        self._drop_unreferenced_files(paths)
+            self._drop_unreferenced_files(paths)
         self._maybe_compact()
         return self.get_product(product_id)
 
@@ -501,7 +533,7 @@ class ProductStore:
             if not deleted:
                 return False
             self._apply_vectors((), None, image_ids)
-        self._drop_unreferenced_files(paths)
+            self._drop_unreferenced_files(paths)
         self._maybe_compact()
         return True
 
@@ -511,7 +543,11 @@ class ProductStore:
             dead, total = len(self._vectors.tombstones), self._vectors.ntotal
         if dead >= max(256, total // 4):
             log.info("compacting the index: %d of %d vectors are tombstones", dead, total)
-            self.rebuild(self.index_type)
+            try:
+                self.rebuild(self.index_type)
+            except ValueError as exc:  # e.g. too few vectors left to train this IVF: exact search will do
+                log.warning("cannot rebuild a %s index (%s): compacting to Flat", self.index_type, exc)
+                self.rebuild("Flat")
 
     def snapshot(self) -> int:
         """Write the FAISS snapshot now; return the sequence number it holds."""
@@ -551,8 +587,7 @@ class ProductStore:
             self._replay(fresh, seq)
             with self._vectors_lock.write():
                 self._vectors = fresh
-            with self.db.transaction() as db:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('index_type', ?)", (chosen,))
+            self._set_index_type(chosen)
             self._applied_seq = self._last_seq()
             self._write_snapshot()
         return RebuildReport(chosen, len(ids), time.perf_counter() - started, tuning)
