@@ -7,12 +7,6 @@
 #       -d .whl faiss-gpu-cu12
 # Then, from the repo root there:  bash bench/gpu_index.sh   (N, DIM, QUERIES override the sizes)
 set -euo pipefail
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
+source bench/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 bench/gpu_index.py --n "${N:-1000000}" --dim "${DIM:-512}" --queries "${QUERIES:-1000}"

@@ -4,13 +4,7 @@
 # wheels in .whl/ (see docs/BENCHMARKS.md for the download command). Run from the repo root:
 #   bash bench/gpu_train.sh            # writes $OUT/gpu_train.jsonl when OUT is set
 set -euo pipefail
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
+source bench/gpu_env.sh
 IMAGES=${IMAGES:-/tmp/gpu-train-images}
 N=${N:-4096}
 OUT=${OUT:-/tmp/gpu-train-out}

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -136,27 +136,6 @@ def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> P
     return ProductOut.from_product(product)
 
 
-async def _set_images(
-    store: ProductStore,
-    embedder: Embedder,
-    max_bytes: int,
-    product_id: int,
-    uploads: list[UploadFile],
-    replace: bool,
-) -> AddedProductOut:
-    product = await run_in_threadpool(_get_or_404, store, product_id)
-    if len(uploads) + (0 if replace else len(product.images)) > MAX_IMAGES:
-        raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
-    data, vectors = await _embed_all(embedder, uploads, max_bytes)
-    try:
-        done = await run_in_threadpool(store.add_images, product_id, data, vectors, replace)
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
-    if done is None:  # deleted meanwhile
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
-    return _added(*done)
-
-
 _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
 }
@@ -167,33 +146,36 @@ _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=AddedProductOut,
     dependencies=[ApiKeyDep],
     responses=_IMAGE_ERRORS,
+    summary="Add photos to a product",
 )
-async def add_images(
-    store: StoreDep,
-    embedder: EmbedderDep,
-    settings: SettingsDep,
-    product_id: int,
-    image: Annotated[list[UploadFile], File(description="photos to add: repeat the field for several")],
-) -> AddedProductOut:
-    """Add photos to a product; searches match any of its photos."""
-    return await _set_images(store, embedder, settings.max_upload_bytes, product_id, image, replace=False)
-
-
 @router.put(
     "/products/{product_id}/images",
     response_model=AddedProductOut,
     dependencies=[ApiKeyDep],
     responses=_IMAGE_ERRORS,
+    summary="Replace all photos of a product",
 )
-async def replace_images(
+async def set_images(
+    request: Request,
     store: StoreDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
     product_id: int,
-    image: Annotated[list[UploadFile], File(description="the product's new photos")],
+    image: Annotated[list[UploadFile], File(description="the photos: repeat the field for several")],
 ) -> AddedProductOut:
-    """Replace all photos of a product in one step."""
-    return await _set_images(store, embedder, settings.max_upload_bytes, product_id, image, replace=True)
+    """POST adds photos to a product, PUT replaces all of them in one step; searches match any."""
+    replace = request.method == "PUT"
+    product = await run_in_threadpool(_get_or_404, store, product_id)
+    if len(image) + (0 if replace else len(product.images)) > MAX_IMAGES:
+        raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
+    data, vectors = await _embed_all(embedder, image, settings.max_upload_bytes)
+    try:
+        done = await run_in_threadpool(store.add_images, product_id, data, vectors, replace)
+    except NearDuplicateError as exc:
+        raise _near_duplicate_error(exc) from exc
+    if done is None:  # deleted meanwhile
+        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+    return _added(*done)
 
 
 @router.delete(
