@@ -56,6 +56,7 @@ class VectorIndex:
     ) -> None:
         self.index_type = index_type
         self.tombstones: set[int] = set(tombstones)
+        self._dead = np.array(sorted(self.tombstones), dtype=np.int64)  # the same, for np.isin
         self.on_gpu = False
         self._index = cpu_index
         if use_gpu and gpu_count() > 0:
@@ -93,6 +94,7 @@ class VectorIndex:
             self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
         else:
             self.tombstones.update(ids)
+            self._dead = np.array(sorted(self.tombstones), dtype=np.int64)
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -109,8 +111,8 @@ class VectorIndex:
             params = ann.selector_parameters(self._index, faiss.IDSelectorBatch(allowed))
         k = max(1, min(k, self.ntotal))
         scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
-        if self.tombstones:
-            dead = np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones)))
+        if len(self._dead):
+            dead = np.isin(ids, self._dead)
             ids[dead] = -1
             scores[dead] = -np.inf
         return scores, ids
