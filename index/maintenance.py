@@ -9,7 +9,7 @@ from pathlib import Path
 
 from index.check import check_store
 from index.outliers import outlier_scores
-from index.store import ProductStore, RebuildReport
+from index.store import ProductStore
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,21 +33,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--store", required=True, help="store directory")
 
 
-def print_rebuild(report: RebuildReport) -> None:
-    knobs = ", ".join(f"{k}={v}" for k, v in report.tuning.knobs.items()) or "exact"
-    print(
-        f"built {report.index_type} over {report.vectors:,} vectors in {report.seconds:.1f} s; "
-        f"recall@10 vs exact search on a sample of stored vectors: {report.tuning.recall:.3f} ({knobs})"
-    )
-
-
 def main(args: argparse.Namespace) -> int:
     """Run one action; the exit status is 1 when ``check`` finds problems."""
     if not (Path(args.store) / ProductStore.DB_NAME).exists():
         raise FileNotFoundError(f"{args.store} holds no product store")
     with ProductStore(args.store) as store:
         if args.action == "rebuild":
-            print_rebuild(store.rebuild(args.type, args.memory_budget_mb << 20))
+            print(store.rebuild(args.type, args.memory_budget_mb << 20).summary())
         elif args.action == "check":
             problems = check_store(store, verify_files=not args.no_verify_files)
             for problem in problems:

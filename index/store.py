@@ -79,6 +79,13 @@ class RebuildReport:
     seconds: float
     tuning: ann.Tuning  # the search knobs chosen and recall@10 vs exact on a sample of stored vectors
 
+    def summary(self) -> str:
+        knobs = ", ".join(f"{k}={v}" for k, v in self.tuning.knobs.items()) or "exact"
+        return (
+            f"built {self.index_type} over {self.vectors:,} vectors in {self.seconds:.1f} s; recall@10 vs "
+            f"exact search on a sample of stored vectors: {self.tuning.recall:.3f} ({knobs})"
+        )
+
 
 class ProductStore:
     """Products, their images and embeddings, and a FAISS index over image ids.
