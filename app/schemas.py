@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index import NearDuplicate, Product
+from index import NearDuplicate, Product, SearchHit
 
 
 class ProductImageOut(BaseModel):
@@ -89,6 +89,19 @@ class SearchResult(BaseModel):
     score: float = Field(description="cosine similarity of the best-matching product image, -1..1")
     image_url: str
     matched_image_id: int
+
+    @classmethod
+    def from_hit(cls, h: SearchHit) -> SearchResult:
+        return cls(
+            product_id=h.product.id,
+            sku=h.product.sku,
+            title=h.product.title,
+            category=h.product.category,
+            price=h.product.price,
+            score=round(h.score, 6),
+            image_url=f"/products/{h.product.id}/images/{h.image_id}",
+            matched_image_id=h.image_id,
+        )
 
 
 class SearchResponse(BaseModel):

@@ -708,6 +708,24 @@ class ProductStore:
             for b in best
         ]
 
+    def similar(
+        self, product_id: int, k: int = 10, filter: SearchFilter | None = None
+    ) -> list[SearchHit] | None:
+        """More like this: the ``k`` products nearest to any image of ``product_id`` (itself left
+        out), from the stored embeddings; None when there is no such product."""
+        rows = self.db.query(
+            "SELECT id, embedding FROM images WHERE product_id = ? ORDER BY id", (product_id,)
+        )
+        if not rows:
+            return None if self.get_product(product_id) is None else []
+        best: dict[int, SearchHit] = {}
+        for hits in self.search(self._decode(rows), k + 1, filter):  # one list per image of the product
+            for hit in hits:
+                pid = hit.product.id
+                if pid != product_id and (pid not in best or hit.score > best[pid].score):
+                    best[pid] = hit
+        return sorted(best.values(), key=lambda h: -h.score)[:k]
+
     def _ann_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> list[dict[int, tuple[float, int]]]:

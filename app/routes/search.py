@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import EmbedderDep, SettingsDep, StoreDep
@@ -34,6 +34,9 @@ async def search(
     attributes: Annotated[
         str | None, Form(description='JSON object: attributes that must be equal, e.g. {"colour": "red"}')
     ] = None,
+    min_score: Annotated[
+        float, Form(ge=-1, le=1, description="leave out results whose cosine score is below this")
+    ] = -1.0,
 ) -> SearchResponse:
     """The ``k`` products whose photos look most like the uploaded one, optionally filtered."""
     started = time.perf_counter()
@@ -49,17 +52,31 @@ async def search(
     data = await read_upload(image, settings.max_upload_bytes)
     query = await embed_upload(embedder, data)  # (D,)
     hits = (await run_in_threadpool(store.search, query[None, :], k, wanted))[0]
-    results = [
-        SearchResult(
-            product_id=h.product.id,
-            sku=h.product.sku,
-            title=h.product.title,
-            category=h.product.category,
-            price=h.product.price,
-            score=round(h.score, 6),
-            image_url=f"/products/{h.product.id}/images/{h.image_id}",
-            matched_image_id=h.image_id,
-        )
-        for h in hits
-    ]
+    results = [SearchResult.from_hit(h) for h in hits if h.score >= min_score]
+    return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+@router.get(
+    "/products/{product_id}/similar",
+    response_model=SearchResponse,
+    responses={code: {"model": ErrorResponse} for code in (404, 422)},
+)
+def similar(
+    store: StoreDep,
+    product_id: int,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="how many products to return")] = 10,
+    category: Annotated[str | None, Query(max_length=200)] = None,
+    min_price: Annotated[float | None, Query(ge=0)] = None,
+    max_price: Annotated[float | None, Query(ge=0)] = None,
+) -> SearchResponse:
+    """More like this: the products most similar to any photo of a stored product (no upload)."""
+    started = time.perf_counter()
+    try:
+        wanted = SearchFilter(category or None, min_price, max_price)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_filter", str(exc)) from exc
+    hits = store.similar(product_id, k, wanted)
+    if hits is None:
+        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+    results = [SearchResult.from_hit(h) for h in hits]
     return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 2))

@@ -112,3 +112,29 @@ def test_near_duplicates_are_reported_or_refused(tiny_encoder_path: Path, store_
         error = r.json()["error"]
         assert error["code"] == "near_duplicate" and error["details"][0]["other_sku"] in {"SKU-07", "AGAIN"}
         assert client.get("/health").json()["products"] == before
+
+
+def test_more_like_this_uses_the_stored_photos(client: TestClient) -> None:
+    pid = add(client, "LIKE", 901).json()["id"]
+    r = client.get(f"/products/{pid}/similar", params={"k": 5})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == 5 and all(h["product_id"] != pid for h in results)
+    scores = [h["score"] for h in results]
+    assert scores == sorted(scores, reverse=True)
+    # the same as searching with the product's own photo, minus the product itself
+    by_photo = [h["product_id"] for h in search(client, 901, k=6) if h["product_id"] != pid][:5]
+    assert [h["product_id"] for h in results] == by_photo
+    only_green = client.get(f"/products/{pid}/similar", params={"category": "green"}).json()["results"]
+    assert only_green and {h["category"] for h in only_green} == {"green"}
+    assert client.get("/products/999999/similar").status_code == 404
+    assert client.get(f"/products/{pid}/similar", params={"k": 0}).status_code == 422
+
+
+def test_min_score_leaves_out_weak_results(client: TestClient) -> None:
+    everything = search(client, 7, k=12)
+    cut = everything[3]["score"]
+    kept = search(client, 7, k=12, min_score=cut)
+    assert kept == [h for h in everything if h["score"] >= cut] and len(kept) >= 4
+    r = client.post("/search", files=photos(7), data={"min_score": "2"})
+    assert r.status_code == 422
