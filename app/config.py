@@ -28,8 +28,15 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="cosine at which images count as near-duplicates"
     )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
+    cors_origins: str = Field(
+        "", description="comma-separated origins allowed to call the API from a browser"
+    )
     host: str = Field("127.0.0.1", description="address `lookalike serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="port `lookalike serve` binds")
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def keys(self) -> list[str]:

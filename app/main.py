@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +17,7 @@ from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.embedder import Embedder
 from app.errors import install_error_handlers
+from app.request_id import RequestId
 from app.routes import health, products, search
 from encoder import encoder_fingerprint, load_encoder, pick_device
 from index import ProductStore
@@ -54,9 +56,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     embedder, store = await run_in_threadpool(_load, app.state.settings)
     embedder.start()
     app.state.embedder, app.state.store = embedder, store
+    app.state.ready = True
     try:
         yield
     finally:
+        app.state.ready = False  # draining: load balancers stop sending before the store closes
         await embedder.close()
         await run_in_threadpool(store.close)
 
@@ -71,8 +75,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.ready = False
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    if settings.origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestId)  # outermost: every answer carries the id, 413s and CORS too
     for module in (search, products, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -126,6 +126,10 @@ class HealthResponse(BaseModel):
     vectors: int
 
 
+class ReadyResponse(BaseModel):
+    status: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str

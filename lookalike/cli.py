@@ -10,7 +10,6 @@ lookalike eval   ...   measure retrieval quality of an encoder (training/)
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +21,9 @@ def _serve_parser(add_help: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--encoder", default=None, help="encoder.pt (default: LOOKALIKE_ENCODER_PATH)")
     parser.add_argument("--store", default=None, help="store directory (default: LOOKALIKE_STORE_DIR)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), default="json", help="json: one object a line"
+    )
     return parser
 
 
@@ -29,14 +31,19 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.config import Settings
+    from app.logs import configure_logging
     from app.main import create_app
 
     overrides = {"encoder_path": args.encoder, "store_dir": args.store, "host": args.host, "port": args.port}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    log_config = configure_logging(args.log_level, args.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        log_config=log_config,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -1,11 +1,12 @@
-"""GET /health: liveness plus what is loaded: device, encoder, catalog size."""
+"""GET /health: liveness plus what is loaded (device, encoder, catalog size); GET /ready: readiness."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app.deps import EmbedderDep, StoreDep
-from app.schemas import EncoderInfo, HealthResponse
+from app.errors import ApiError
+from app.schemas import EncoderInfo, ErrorResponse, HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 
@@ -25,3 +26,11 @@ def health(store: StoreDep, embedder: EmbedderDep) -> HealthResponse:
         products=store.count(),
         vectors=store.vector_count(),
     )
+
+
+@router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ErrorResponse}})
+def ready(request: Request) -> ReadyResponse:
+    """200 once the encoder and the store are loaded, 503 before and while shutting down."""
+    if not getattr(request.app.state, "ready", False):
+        raise ApiError(503, "not_ready", "the encoder and the store are not loaded (starting or stopping)")
+    return ReadyResponse(status="ready")

@@ -1,0 +1,59 @@
+"""Operational behaviour: readiness, request ids, CORS, structured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from app.logs import JsonFormatter
+from app.request_id import current_request_id
+from tests.app.conftest import make_client
+
+
+def test_ready_only_while_loaded(tiny_encoder_path: Path, store_dir: Path) -> None:
+    client = make_client(tiny_encoder_path, store_dir)
+    r = client.get("/ready")  # the lifespan has not run: nothing is loaded
+    assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+    with client:
+        assert client.get("/ready").json() == {"status": "ready"}
+
+
+def test_every_answer_carries_a_request_id(client: TestClient) -> None:
+    made = client.get("/health").headers["x-request-id"]
+    assert len(made) == 32
+    assert client.get("/health", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    hostile = client.get("/health", headers={"X-Request-ID": "a\\" + "b" * 300})
+    assert hostile.headers["x-request-id"] != "a\\" + "b" * 300  # not echoed: a fresh one instead
+    too_big = client.post(
+        "/search", files={"image": ("x.jpg", b"\xff\xd8\xff" + bytes(900_000), "image/jpeg")}
+    )
+    assert too_big.status_code == 413 and too_big.headers["x-request-id"]
+    assert client.get("/products/999999").headers["x-request-id"]
+
+
+def test_cors_only_for_configured_origins(tiny_encoder_path: Path, store_dir: Path) -> None:
+    with make_client(tiny_encoder_path, store_dir, cors_origins="https://shop.example") as client:
+        ok = client.options(
+            "/search",
+            headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://shop.example"
+        other = client.get("/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with make_client(tiny_encoder_path, store_dir) as client:  # none configured: no CORS at all
+        r = client.get("/health", headers={"Origin": "https://shop.example"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_json_log_lines_name_the_request() -> None:
+    record = logging.LogRecord("lookalike", logging.INFO, __file__, 1, "searched %d", (3,), None)
+    token = current_request_id.set("req-7")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        current_request_id.reset(token)
+    assert line["message"] == "searched 3" and line["request_id"] == "req-7" and line["level"] == "info"
+    assert "request_id" not in json.loads(JsonFormatter().format(record))
