@@ -30,7 +30,11 @@ class MicroBatcher(Generic[T, R]):
     """``await submit(item)`` -> ``fn([... item ...])[i]``, batched across concurrent callers."""
 
     def __init__(
-        self, fn: Callable[[list[T]], Sequence[R]], max_batch_size: int = 32, max_wait_ms: float = 5.0
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        on_batch: Callable[[int], None] | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -40,6 +44,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.stats = BatchStats()
+        self.on_batch = on_batch  # told the size of every batch, e.g. for a histogram
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         # One thread: forwards run one after another, never two models' worth of memory at once.
@@ -63,6 +68,11 @@ class MicroBatcher(Generic[T, R]):
                 if not future.done():
                     future.set_exception(RuntimeError("the batcher was shut down"))
         self._executor.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for a batch (not those being computed)."""
+        return self._queue.qsize() if self._queue is not None else 0
 
     async def submit(self, item: T) -> R:
         if self._queue is None or self._worker is None:
@@ -101,6 +111,8 @@ class MicroBatcher(Generic[T, R]):
             self.stats.batches += 1
             self.stats.items += len(live)
             self.stats.largest = max(self.stats.largest, len(live))
+            if self.on_batch is not None:
+                self.on_batch(len(live))
             try:
                 results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in live])
                 if len(results) != len(live):

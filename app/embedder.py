@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
@@ -19,11 +21,12 @@ class Embedder:
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         max_image_pixels: int = 40_000_000,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.encoder = encoder.eval()
         self.preprocess = Preprocessor(encoder.config, max_image_pixels)
         self.batcher: MicroBatcher[torch.Tensor, np.ndarray] = MicroBatcher(
-            self._forward, max_batch_size, max_wait_ms
+            self._forward, max_batch_size, max_wait_ms, on_batch
         )
 
     def _forward(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:

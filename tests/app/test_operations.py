@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from app.logs import JsonFormatter
 from app.request_id import current_request_id
 from tests.app.conftest import make_client
+from tests.conftest import image_bytes
 
 
 def test_ready_only_while_loaded(tiny_encoder_path: Path, store_dir: Path) -> None:
@@ -57,3 +58,19 @@ def test_json_log_lines_name_the_request() -> None:
         current_request_id.reset(token)
     assert line["message"] == "searched 3" and line["request_id"] == "req-7" and line["level"] == "info"
     assert "request_id" not in json.loads(JsonFormatter().format(record))
+
+
+def test_metrics_count_requests_batches_and_the_catalog(client: TestClient) -> None:
+    for seed in (1, 2, 3):
+        client.post("/search", files={"image": ("p.jpg", image_bytes(seed), "image/jpeg")})
+    client.get("/products/424242")
+    text = client.get("/metrics").text
+    assert 'lookalike_requests_total{method="POST",route="/search",status="200"} 3.0' in text
+    assert 'lookalike_requests_total{method="GET",route="/products/{product_id}",status="404"} 1.0' in text
+    assert 'lookalike_request_seconds_count{method="POST",route="/search"} 3.0' in text
+    assert "lookalike_batch_size_count 3.0" in text
+    assert "lookalike_catalog_products 12.0" in text and "lookalike_catalog_vectors 12.0" in text
+    assert "lookalike_queue_depth 0.0" in text
+    assert 'lookalike_encoder_info{arch="mobilenet_v3_small",fingerprint="' in text
+    client.get("/no/such/page")
+    assert 'route="unmatched",status="404"' in client.get("/metrics").text
