@@ -19,6 +19,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Overloaded(Exception):
+    """The queue is full, or an item waited longer than its timeout: come back later."""
+
+
 @dataclass
 class BatchStats:
     batches: int = 0
@@ -35,6 +39,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         on_batch: Callable[[int], None] | None = None,
+        max_queue: int = 0,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -45,6 +50,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_wait_s = max_wait_ms / 1000
         self.stats = BatchStats()
         self.on_batch = on_batch  # told the size of every batch, e.g. for a histogram
+        self.max_queue = max_queue  # 0: unbounded
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         # One thread: forwards run one after another, never two models' worth of memory at once.
@@ -53,7 +59,7 @@ class MicroBatcher(Generic[T, R]):
     def start(self) -> None:
         """Start the worker on the running event loop (called from the app's lifespan)."""
         if self._worker is None:
-            self._queue = asyncio.Queue()
+            self._queue = asyncio.Queue(maxsize=self.max_queue)
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
     async def close(self) -> None:
@@ -74,12 +80,25 @@ class MicroBatcher(Generic[T, R]):
         """Items waiting for a batch (not those being computed)."""
         return self._queue.qsize() if self._queue is not None else 0
 
-    async def submit(self, item: T) -> R:
+    @property
+    def full(self) -> bool:
+        return self._queue is not None and self._queue.full()
+
+    async def submit(self, item: T, timeout_s: float | None = None) -> R:
+        """``fn``'s result for ``item``; ``Overloaded`` at once when the queue is full, or when the
+        result takes longer than ``timeout_s`` (the item is then dropped from its batch if it has
+        not started)."""
         if self._queue is None or self._worker is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
-        return await future
+        try:
+            self._queue.put_nowait((item, future))
+        except asyncio.QueueFull:
+            raise Overloaded(f"{self._queue.qsize()} requests are waiting already") from None
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except asyncio.TimeoutError:
+            raise Overloaded(f"no answer within {timeout_s:g} s") from None
 
     async def _collect(self) -> list[tuple[T, asyncio.Future[R]]]:
         assert self._queue is not None

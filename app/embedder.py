@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 
-from app.batching import MicroBatcher
+from app.batching import MicroBatcher, Overloaded
 from encoder import Encoder, Preprocessor
 
 
@@ -22,11 +22,14 @@ class Embedder:
         max_wait_ms: float = 5.0,
         max_image_pixels: int = 40_000_000,
         on_batch: Callable[[int], None] | None = None,
+        max_queue: int = 0,
+        timeout_s: float | None = None,
     ) -> None:
+        self.timeout_s = timeout_s
         self.encoder = encoder.eval()
         self.preprocess = Preprocessor(encoder.config, max_image_pixels)
         self.batcher: MicroBatcher[torch.Tensor, np.ndarray] = MicroBatcher(
-            self._forward, max_batch_size, max_wait_ms, on_batch
+            self._forward, max_batch_size, max_wait_ms, on_batch, max_queue
         )
 
     def _forward(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
@@ -34,9 +37,12 @@ class Embedder:
         return list(self.encoder.embed(batch).cpu().numpy())  # B x (D,)
 
     async def embed_bytes(self, data: bytes) -> np.ndarray:
-        """Raises ``ImageDecodeError`` for bytes that are not a usable image."""
+        """Raises ``ImageDecodeError`` for bytes that are not a usable image, ``Overloaded`` when
+        the queue is full or the answer takes longer than ``timeout_s``."""
+        if self.batcher.full:  # refuse before spending a decode on it
+            raise Overloaded("the encoder queue is full")
         pixels = await run_in_threadpool(self.preprocess, data)
-        return await self.batcher.submit(pixels)
+        return await self.batcher.submit(pixels, self.timeout_s)
 
     def start(self) -> None:
         self.batcher.start()

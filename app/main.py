@@ -46,6 +46,8 @@ def _load(settings: Settings, metrics: Metrics) -> tuple[Embedder, ProductStore]
         settings.max_wait_ms,
         settings.max_image_pixels,
         on_batch=metrics.batch_size.observe,
+        max_queue=settings.max_queue,
+        timeout_s=settings.request_timeout_s,
     )
     metrics.encoder.info({"fingerprint": encoder_fingerprint(encoder), "arch": encoder.config.arch})
     metrics.watch(lambda: embedder.batcher.queue_depth, store.count, store.vector_count)

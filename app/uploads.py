@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import UploadFile
 
+from app.batching import Overloaded
 from app.embedder import Embedder
 from app.errors import ApiError
 from encoder import ImageDecodeError
 
+RETRY_AFTER = {"Retry-After": "1"}
 _STATUS = {"unsupported": (415, "unsupported_media_type"), "too_large": (413, "image_too_large")}
 
 
@@ -25,9 +27,12 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 
 
 async def embed_upload(embedder: Embedder, data: bytes):  # -> np.ndarray (D,)
-    """Embed validated bytes; unusable images become 413/415/422, never a 500."""
+    """Embed validated bytes; unusable images become 413/415/422, never a 500; a full queue or
+    a timeout becomes 503 with Retry-After (backpressure: clients slow down, memory stays bounded)."""
     try:
         return await embedder.embed_bytes(data)
     except ImageDecodeError as exc:
         status, code = _STATUS.get(exc.kind, (422, "invalid_image"))
         raise ApiError(status, code, str(exc)) from exc
+    except Overloaded as exc:
+        raise ApiError(503, "overloaded", f"the service is busy ({exc}); retry shortly", RETRY_AFTER) from exc

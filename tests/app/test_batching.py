@@ -1,8 +1,9 @@
 import asyncio
+import threading
 
 import pytest
 
-from app.batching import MicroBatcher
+from app.batching import MicroBatcher, Overloaded
 
 
 def run(coro):
@@ -65,3 +66,61 @@ def test_settings_are_validated() -> None:
         MicroBatcher(lambda x: x, max_batch_size=0)
     with pytest.raises(RuntimeError, match="start"):
         run(MicroBatcher(lambda x: x).submit(1))
+
+
+def test_a_full_queue_refuses_at_once_and_the_queued_items_still_get_answers() -> None:
+    release = threading.Event()
+    computed: list[int] = []
+
+    def slow(items: list[int]) -> list[int]:
+        release.wait(5)
+        computed.extend(items)
+        return items
+
+    async def main() -> tuple[int, list[int]]:
+        batcher = MicroBatcher(slow, max_batch_size=1, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(1))  # taken by the worker, blocks in slow()
+            await asyncio.sleep(0.05)
+            waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3)]  # fill the queue
+            await asyncio.sleep(0)
+            assert batcher.full and batcher.queue_depth == 2
+            with pytest.raises(Overloaded, match="waiting"):
+                await batcher.submit(4)
+            release.set()
+            return await first, list(await asyncio.gather(*waiting))
+        finally:
+            release.set()
+            await batcher.close()
+
+    assert run(main()) == (1, [2, 3])
+    assert computed == [1, 2, 3]
+
+
+def test_an_item_whose_caller_timed_out_is_not_computed() -> None:
+    release = threading.Event()
+    computed: list[int] = []
+
+    def slow(items: list[int]) -> list[int]:
+        release.wait(5)
+        computed.extend(items)
+        return items
+
+    async def main():
+        batcher = MicroBatcher(slow, max_batch_size=1, max_wait_ms=0)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(1))
+            await asyncio.sleep(0.05)
+            with pytest.raises(Overloaded, match="within"):
+                await batcher.submit(2, timeout_s=0.05)  # waits behind the blocked batch
+            release.set()
+            assert await first == 1
+            assert await batcher.submit(3) == 3
+        finally:
+            release.set()
+            await batcher.close()
+
+    run(main())
+    assert computed == [1, 3]

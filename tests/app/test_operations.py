@@ -74,3 +74,13 @@ def test_metrics_count_requests_batches_and_the_catalog(client: TestClient) -> N
     assert 'lookalike_encoder_info{arch="mobilenet_v3_small",fingerprint="' in text
     client.get("/no/such/page")
     assert 'route="unmatched",status="404"' in client.get("/metrics").text
+
+
+def test_a_search_that_cannot_be_answered_in_time_is_503_with_retry_after(
+    tiny_encoder_path: Path, store_dir: Path
+) -> None:
+    with make_client(tiny_encoder_path, store_dir, request_timeout_s=1e-6) as client:
+        r = client.post("/search", files={"image": ("p.jpg", image_bytes(1), "image/jpeg")})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "overloaded"
+        assert client.get("/health").json()["products"] == 12  # nothing else is affected
