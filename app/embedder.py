@@ -9,7 +9,7 @@ import torch
 from starlette.concurrency import run_in_threadpool
 
 from app.batching import MicroBatcher, Overloaded
-from encoder import Encoder, Preprocessor
+from encoder import Crop, Encoder, Preprocessor
 
 
 class Embedder:
@@ -36,12 +36,12 @@ class Embedder:
         batch = torch.stack(pixels)  # (B, 3, S, S)
         return list(self.encoder.embed(batch).cpu().numpy())  # B x (D,)
 
-    async def embed_bytes(self, data: bytes) -> np.ndarray:
+    async def embed_bytes(self, data: bytes, crop: Crop | None = None) -> np.ndarray:
         """Raises ``ImageDecodeError`` for bytes that are not a usable image, ``Overloaded`` when
         the queue is full or the answer takes longer than ``timeout_s``."""
         if self.batcher.full:  # refuse before spending a decode on it
             raise Overloaded("the encoder queue is full")
-        pixels = await run_in_threadpool(self.preprocess, data)
+        pixels = await run_in_threadpool(self.preprocess, data, crop)
         return await self.batcher.submit(pixels, self.timeout_s)
 
     def start(self) -> None:

@@ -7,7 +7,7 @@ from fastapi import UploadFile
 from app.batching import Overloaded
 from app.embedder import Embedder
 from app.errors import ApiError
-from encoder import ImageDecodeError
+from encoder import Crop, ImageDecodeError
 
 RETRY_AFTER = {"Retry-After": "1"}
 _STATUS = {"unsupported": (415, "unsupported_media_type"), "too_large": (413, "image_too_large")}
@@ -26,11 +26,11 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def embed_upload(embedder: Embedder, data: bytes):  # -> np.ndarray (D,)
+async def embed_upload(embedder: Embedder, data: bytes, crop: Crop | None = None):  # -> np.ndarray (D,)
     """Embed validated bytes; unusable images become 413/415/422, never a 500; a full queue or
     a timeout becomes 503 with Retry-After (backpressure: clients slow down, memory stays bounded)."""
     try:
-        return await embedder.embed_bytes(data)
+        return await embedder.embed_bytes(data, crop)
     except ImageDecodeError as exc:
         status, code = _STATUS.get(exc.kind, (422, "invalid_image"))
         raise ApiError(status, code, str(exc)) from exc

@@ -10,7 +10,7 @@ from encoder.images import (
     sniff_format,
 )
 from encoder.model import Encoder, EncoderConfig
-from encoder.preprocess import Preprocessor
+from encoder.preprocess import Crop, Preprocessor
 from encoder.pretrained import imagenet_state_dict, load_imagenet_weights
 from encoder.transforms import eval_transform, normalization_for
 
@@ -18,6 +18,7 @@ __all__ = [
     "Encoder",
     "EncoderConfig",
     "ImageDecodeError",
+    "Crop",
     "Preprocessor",
     "decode_image",
     "encoder_fingerprint",

@@ -13,6 +13,7 @@ from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
 from app.uploads import embed_upload, read_upload
+from encoder import Crop
 from index import SearchFilter
 
 router = APIRouter(tags=["search"])
@@ -34,6 +35,12 @@ async def search(
     attributes: Annotated[
         str | None, Form(description='JSON object: attributes that must be equal, e.g. {"colour": "red"}')
     ] = None,
+    crop: Annotated[
+        str | None,
+        Form(
+            description="x,y,w,h as fractions of the photo: the region the shopper marked (0.2,0.1,0.5,0.6)",
+        ),
+    ] = None,
     min_score: Annotated[
         float, Form(ge=-1, le=1, description="leave out results whose cosine score is below this")
     ] = -1.0,
@@ -49,8 +56,12 @@ async def search(
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_filter", str(exc)) from exc
+    try:
+        region = Crop.parse(crop) if crop else None
+    except ValueError as exc:
+        raise ApiError(422, "invalid_crop", str(exc)) from exc
     data = await read_upload(image, settings.max_upload_bytes)
-    query = await embed_upload(embedder, data)  # (D,)
+    query = await embed_upload(embedder, data, region)  # (D,)
     hits = (await run_in_threadpool(store.search, query[None, :], k, wanted))[0]
     results = [SearchResult.from_hit(h) for h in hits if h.score >= min_score]
     return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 2))

@@ -138,3 +138,36 @@ def test_min_score_leaves_out_weak_results(client: TestClient) -> None:
     assert kept == [h for h in everything if h["score"] >= cut] and len(kept) >= 4
     r = client.post("/search", files=photos(7), data={"min_score": "2"})
     assert r.status_code == 422
+
+
+def _side_by_side(left: int, right: int) -> bytes:
+    """One photo holding two catalog pictures next to each other (a shop window with two products)."""
+    import io
+
+    from PIL import Image
+
+    a = Image.open(io.BytesIO(image_bytes(left)))
+    b = Image.open(io.BytesIO(image_bytes(right))).resize(a.size)
+    both = Image.new("RGB", (2 * a.width, a.height))
+    both.paste(a, (0, 0))
+    both.paste(b, (a.width, 0))
+    out = io.BytesIO()
+    both.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_crop_searches_the_marked_region(client: TestClient) -> None:
+    photo = _side_by_side(3, 9)
+
+    def top(crop: str) -> str:
+        r = client.post(
+            "/search", files={"image": ("w.png", photo, "image/png")}, data={"crop": crop, "k": "1"}
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["results"][0]["sku"]
+
+    assert top("0,0,0.5,1") == "SKU-03"
+    assert top("0.5,0,0.5,1") == "SKU-09"
+    for bad in ("0,0,1", "a,b,c,d", "0.5,0,0.6,1", "0,0,0,1", "-0.1,0,0.5,0.5"):
+        r = client.post("/search", files={"image": ("w.png", photo, "image/png")}, data={"crop": bad})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_crop", bad
