@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,26 +86,35 @@ class SearchResult(BaseModel):
     title: str
     category: str | None
     price: float | None
-    score: float = Field(description="cosine similarity of the best-matching product image, -1..1")
-    image_url: str
-    matched_image_id: int
+    score: float = Field(
+        description="what the ranking used: cosine similarity of the best-matching photo (image search, "
+        "-1..1), bm25 relevance (text search) or the reciprocal-rank-fusion score (photo and text)"
+    )
+    image_url: str | None
+    matched_image_id: int | None = Field(description="the product photo that matched the shopper's photo")
 
     @classmethod
-    def from_hit(cls, h: SearchHit) -> SearchResult:
+    def from_hit(cls, h: SearchHit, score: float | None = None) -> SearchResult:
+        return cls.from_product(h.product, h.score if score is None else score, h.image_id)
+
+    @classmethod
+    def from_product(cls, p: Product, score: float, image_id: int | None = None) -> SearchResult:
+        shown = image_id if image_id is not None else (p.images[0].id if p.images else None)
         return cls(
-            product_id=h.product.id,
-            sku=h.product.sku,
-            title=h.product.title,
-            category=h.product.category,
-            price=h.product.price,
-            score=round(h.score, 6),
-            image_url=f"/products/{h.product.id}/images/{h.image_id}",
-            matched_image_id=h.image_id,
+            product_id=p.id,
+            sku=p.sku,
+            title=p.title,
+            category=p.category,
+            price=p.price,
+            score=round(score, 6),
+            image_url=f"/products/{p.id}/images/{shown}" if shown is not None else None,
+            matched_image_id=image_id,
         )
 
 
 class SearchResponse(BaseModel):
     results: list[SearchResult]
+    ranking: Literal["image", "text", "fused"] = Field("image", description="what ordered the results")
     took_ms: float
 
 

@@ -13,6 +13,7 @@ from index.records import (
     ProductImage,
     SearchHit,
     StoreError,
+    TextHit,
 )
 from index.store import ProductStore
 
@@ -30,5 +31,6 @@ __all__ = [
     "SearchFilter",
     "SearchHit",
     "StoreError",
+    "TextHit",
     "read_catalog",
 ]

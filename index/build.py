@@ -7,8 +7,9 @@ interrupted continues where it stopped. A store made with another encoder is ref
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from encoder import (
+    Encoder,
     ImageDecodeError,
     Preprocessor,
     encoder_fingerprint,
@@ -32,7 +34,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True, help="folder (<category>/<sku>.jpg) or CSV")
     parser.add_argument("--encoder", required=True, help="encoder.pt from `lookalike train`")
     parser.add_argument("--store", required=True, help="store directory (created if missing)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int, default=32, help="products per forward pass")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -66,56 +68,96 @@ class _CatalogImages(Dataset):
         return _Loaded(item, data, tensors)
 
 
+@dataclass
+class _Batch:
+    """One loader batch, collated in the worker, so its pixels cross to the model as one tensor."""
+
+    items: list[CatalogItem]
+    images: list[tuple[bytes, ...]]
+    pixels: torch.Tensor | None  # (M, 3, S, S): every image of ``items``, in order; None when M = 0
+    failures: list[str]
+
+
+def _collate(loaded: list[_Loaded]) -> _Batch:
+    good = [b for b in loaded if b.error is None]
+    tensors = [t for b in good for t in b.tensors]
+    return _Batch(
+        [b.item for b in good],
+        [tuple(b.images) for b in good],
+        torch.stack(tensors) if tensors else None,
+        [b.error for b in loaded if b.error is not None],
+    )
+
+
+@dataclass
+class BuildReport:
+    """What one ``embed_catalog`` call did: images stored, seconds spent, items skipped and why."""
+
+    images: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def embed_catalog(
+    encoder: Encoder,
+    store: ProductStore,
+    items: list[CatalogItem],
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool = True,
+) -> BuildReport:
+    """Embed ``items`` and add them to ``store``, one SQLite transaction per batch.
+
+    Workers read, decode and preprocess (one torch thread each) while the main process runs the
+    model; unreadable items are reported in ``BuildReport.failures``, not raised.
+    """
+    loader = DataLoader(
+        _CatalogImages(items, Preprocessor(encoder.config)),
+        batch_size=max(1, batch_size),
+        num_workers=workers,
+        collate_fn=_collate,
+    )
+    report, started = BuildReport(), time.perf_counter()
+    with tqdm(total=len(items), disable=not progress, desc="embedding", unit="product") as bar:
+        for batch in loader:
+            report.failures += batch.failures
+            if batch.pixels is not None:
+                vectors = encoder.embed(batch.pixels).cpu().numpy()  # (M, D)
+                ends = itertools.accumulate(len(images) for images in batch.images)
+                new, start = [], 0
+                for i, images, end in zip(batch.items, batch.images, ends, strict=True):
+                    new.append(
+                        NewProduct(
+                            i.sku, i.title, i.category, i.price, i.attributes, images, vectors[start:end]
+                        )
+                    )
+                    start = end
+                store.add_products(new)
+                report.images += len(vectors)
+            bar.update(len(batch.items) + len(batch.failures))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def main(args: argparse.Namespace) -> ProductStore:
     device = pick_device(args.device)
     encoder = load_encoder(args.encoder, map_location=device)
-    cfg = encoder.config
-    store = ProductStore(Path(args.store), encoder_fingerprint(encoder), cfg.embed_dim)
+    store = ProductStore(Path(args.store), encoder_fingerprint(encoder), encoder.config.embed_dim)
     items = read_catalog(args.catalog)
     done = store.existing_skus(i.sku for i in items)
     todo = [i for i in items if i.sku not in done]
     print(f"{len(items)} catalog items, {len(done)} already stored, {len(todo)} to embed on {device}")
-    loader = DataLoader(
-        _CatalogImages(todo, Preprocessor(cfg)),
-        batch_size=max(1, args.batch_size),
-        num_workers=args.workers,
-        collate_fn=list,
-    )
-    started, n_images, failures = time.perf_counter(), 0, []
-    with tqdm(total=len(todo), disable=args.no_progress, desc="embedding", unit="product") as bar:
-        for batch in loader:
-            good = [b for b in batch if b.error is None]
-            failures += [b.error for b in batch if b.error is not None]
-            if good:
-                pixels = torch.stack([t for b in good for t in b.tensors])  # (M, 3, S, S)
-                vectors = encoder.embed(pixels).cpu().numpy()  # (M, D)
-                new, offset = [], 0
-                for b in good:
-                    n = len(b.tensors)
-                    i = b.item
-                    new.append(
-                        NewProduct(
-                            i.sku,
-                            i.title,
-                            i.category,
-                            i.price,
-                            i.attributes,
-                            tuple(b.images),
-                            vectors[offset : offset + n],
-                        )
-                    )
-                    offset += n
-                store.add_products(new)
-                n_images += offset
-            bar.update(len(batch))
-    seconds = time.perf_counter() - started
+    report = embed_catalog(encoder, store, todo, args.batch_size, args.workers, not args.no_progress)
     store.snapshot()
-    rate = n_images / seconds if seconds > 0 else 0.0
     print(
-        f"stored {n_images} images in {seconds:.1f} s ({rate:.1f} img/s); "
+        f"stored {report.images} images in {report.seconds:.1f} s ({report.images_per_s:.1f} img/s); "
         f"store holds {store.count()} products"
     )
-    for failure in failures:
+    for failure in report.failures:
         print(f"skipped {failure}")
     return store
 

@@ -49,6 +49,12 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
+class TextHit:
+    product: Product
+    score: float  # bm25 relevance, higher is better
+
+
+@dataclass(frozen=True)
 class NearDuplicate:
     """A new image (``image_index`` of product ``sku``) nearly equal to an existing image."""
 

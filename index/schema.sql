@@ -30,3 +30,23 @@ CREATE TABLE IF NOT EXISTS changes (
     op        TEXT NOT NULL CHECK (op IN ('add', 'remove')),
     image_id  INTEGER NOT NULL
 );
+-- Text search over titles, categories and attributes (FTS5 over the products table, kept in step
+-- by triggers; bm25 ranks the matches).
+CREATE VIRTUAL TABLE IF NOT EXISTS products_text USING fts5(
+    title, category, attributes,
+    content='products', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS products_text_insert AFTER INSERT ON products BEGIN
+    INSERT INTO products_text (rowid, title, category, attributes)
+    VALUES (new.id, new.title, new.category, new.attributes);
+END;
+CREATE TRIGGER IF NOT EXISTS products_text_delete AFTER DELETE ON products BEGIN
+    INSERT INTO products_text (products_text, rowid, title, category, attributes)
+    VALUES ('delete', old.id, old.title, old.category, old.attributes);
+END;
+CREATE TRIGGER IF NOT EXISTS products_text_update AFTER UPDATE ON products BEGIN
+    INSERT INTO products_text (products_text, rowid, title, category, attributes)
+    VALUES ('delete', old.id, old.title, old.category, old.attributes);
+    INSERT INTO products_text (rowid, title, category, attributes)
+    VALUES (new.id, new.title, new.category, new.attributes);
+END;

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -41,6 +42,7 @@ from index.records import (
     Product,
     ProductImage,
     SearchHit,
+    TextHit,
 )
 from index.rwlock import ReadWriteLock
 from index.vectors import SnapshotError, VectorIndex, read_snapshot, write_snapshot
@@ -117,6 +119,7 @@ class ProductStore:
         self._write_lock = threading.Lock()
         self._vectors_lock = ReadWriteLock()
         self.fingerprint, self.dim = self._check_encoder(fingerprint, dim)
+        self._index_text_once()
         self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
         self.snapshot_every = snapshot_every
         if duplicate_policy not in ("off", "report", "refuse"):
@@ -153,6 +156,13 @@ class ProductStore:
         if dim is not None and dim != int(meta["dim"]):
             raise EncoderMismatchError(f"store holds {meta['dim']}-d embeddings, encoder makes {dim}-d")
         return meta["fingerprint"], int(meta["dim"])
+
+    def _index_text_once(self) -> None:
+        """A store made before text search existed gets its text index filled once."""
+        if "text_index" not in self._meta():
+            with self.db.transaction() as db:
+                db.execute("INSERT INTO products_text (products_text) VALUES ('rebuild')")
+                db.execute("INSERT INTO meta VALUES ('text_index', '1')")
 
     def _meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.db.query("SELECT key, value FROM meta")}
@@ -707,6 +717,23 @@ class ProductStore:
             ][:k]
             for b in best
         ]
+
+    def text_search(self, query: str, k: int = 10, filter: SearchFilter | None = None) -> list[TextHit]:
+        """Products whose title, category or attributes contain every word of ``query`` (prefixes
+        match too: "dre" finds "dress"), best bm25 first."""
+        words = re.findall(r"\w+", query.lower())
+        if not words:
+            return []
+        match = " ".join(f'"{w}"*' for w in words[:32])  # quoted: no FTS syntax from the client
+        where, params = (filter or SearchFilter()).where()
+        rows = self.db.query(
+            "SELECT p.id, bm25(products_text) AS rank FROM products_text"
+            " JOIN products p ON p.id = products_text.rowid"
+            f" WHERE products_text MATCH ? AND {where} ORDER BY rank LIMIT ?",
+            [match, *params, k],
+        )
+        products = self._load_products(r["id"] for r in rows)
+        return [TextHit(products[r["id"]], round(-float(r["rank"]), 6)) for r in rows if r["id"] in products]
 
     def similar(
         self, product_id: int, k: int = 10, filter: SearchFilter | None = None

@@ -15,9 +15,11 @@ from app.schemas import ErrorResponse, SearchResponse, SearchResult
 from app.uploads import embed_upload, read_upload
 from encoder import Crop
 from index import SearchFilter
+from index.fusion import reciprocal_rank_fusion
 
 router = APIRouter(tags=["search"])
 MAX_K = 100
+FUSION_DEPTH = 50  # each ranking contributes this many candidates (at least 2k) to the fusion
 
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422)}
 
@@ -44,8 +46,12 @@ async def search(
     min_score: Annotated[
         float, Form(ge=-1, le=1, description="leave out results whose cosine score is below this")
     ] = -1.0,
+    q: Annotated[
+        str | None, Form(max_length=200, description="words too: the two rankings are fused (RRF)")
+    ] = None,
 ) -> SearchResponse:
-    """The ``k`` products whose photos look most like the uploaded one, optionally filtered."""
+    """The ``k`` products whose photos look most like the uploaded one, optionally filtered; with
+    ``q`` as well, image similarity and text relevance are fused by reciprocal rank."""
     started = time.perf_counter()
     try:
         wanted = SearchFilter(
@@ -62,9 +68,51 @@ async def search(
         raise ApiError(422, "invalid_crop", str(exc)) from exc
     data = await read_upload(image, settings.max_upload_bytes)
     query = await embed_upload(embedder, data, region)  # (D,)
-    hits = (await run_in_threadpool(store.search, query[None, :], k, wanted))[0]
-    results = [SearchResult.from_hit(h) for h in hits if h.score >= min_score]
-    return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 2))
+    depth = max(2 * k, FUSION_DEPTH) if q else k
+    hits = [
+        h
+        for h in (await run_in_threadpool(store.search, query[None, :], depth, wanted))[0]
+        if h.score >= min_score
+    ]
+    if not q:
+        results = [SearchResult.from_hit(h) for h in hits]
+        return SearchResponse(results=results, took_ms=_ms_since(started))
+    texts = await run_in_threadpool(store.text_search, q, depth, wanted)
+    by_image = {h.product.id: h for h in hits}
+    by_text = {t.product.id: t.product for t in texts}
+    fused = reciprocal_rank_fusion([list(by_image), list(by_text)])[:k]
+    results = [
+        SearchResult.from_hit(by_image[pid], score)
+        if pid in by_image
+        else SearchResult.from_product(by_text[pid], score)
+        for pid, score in fused
+    ]
+    return SearchResponse(results=results, ranking="fused", took_ms=_ms_since(started))
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+@router.get("/search", response_model=SearchResponse, responses={422: {"model": ErrorResponse}})
+def text_search(
+    store: StoreDep,
+    q: Annotated[
+        str, Query(min_length=1, max_length=200, description="words in titles, categories, attributes")
+    ],
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    category: Annotated[str | None, Query(max_length=200)] = None,
+    min_price: Annotated[float | None, Query(ge=0)] = None,
+    max_price: Annotated[float | None, Query(ge=0)] = None,
+) -> SearchResponse:
+    """Text search (SQLite FTS5, bm25): every word must match; prefixes count ("dre" finds "dress")."""
+    started = time.perf_counter()
+    try:
+        wanted = SearchFilter(category or None, min_price, max_price)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_filter", str(exc)) from exc
+    results = [SearchResult.from_product(t.product, t.score) for t in store.text_search(q, k, wanted)]
+    return SearchResponse(results=results, ranking="text", took_ms=_ms_since(started))
 
 
 @router.get(
@@ -90,4 +138,4 @@ def similar(
     if hits is None:
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
     results = [SearchResult.from_hit(h) for h in hits]
-    return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 2))
+    return SearchResponse(results=results, took_ms=_ms_since(started))

@@ -171,3 +171,23 @@ def test_crop_searches_the_marked_region(client: TestClient) -> None:
     for bad in ("0,0,1", "a,b,c,d", "0.5,0,0.6,1", "0,0,0,1", "-0.1,0,0.5,0.5"):
         r = client.post("/search", files={"image": ("w.png", photo, "image/png")}, data={"crop": bad})
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_crop", bad
+
+
+def test_text_search_and_photo_plus_words(client: TestClient) -> None:
+    add(client, "WORDS", 950, category="sale", price=2, attributes='{"material": "linen"}')
+    r = client.get("/search", params={"q": "linen"})
+    assert r.status_code == 200 and r.json()["ranking"] == "text"
+    results = r.json()["results"]
+    assert [h["sku"] for h in results] == ["WORDS"] and results[0]["matched_image_id"] is None
+    assert client.get(results[0]["image_url"]).status_code == 200
+    assert client.get("/search", params={"q": "linen", "category": "other"}).json()["results"] == []
+    assert client.get("/search", params={"q": ""}).status_code == 422
+
+    # the photo of SKU-05 plus a word only WORDS has: both rankings count
+    r = client.post("/search", files=photos(5), data={"q": "linen", "k": "3"})
+    body = r.json()
+    assert r.status_code == 200 and body["ranking"] == "fused"
+    top_two = [h["sku"] for h in body["results"][:2]]
+    assert set(top_two) == {"SKU-05", "WORDS"}
+    image_only = [h["sku"] for h in search(client, 5, k=3)]
+    assert image_only[0] == "SKU-05" and "WORDS" not in image_only[:2]
