@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Settings(BaseSettings):
@@ -30,11 +32,23 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="cosine at which images count as near-duplicates"
     )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
+    insecure_dev_mode: bool = Field(
+        False, description="writes without an API key; only on a loopback address, for local development"
+    )
     cors_origins: str = Field(
         "", description="comma-separated origins allowed to call the API from a browser"
     )
     host: str = Field("127.0.0.1", description="address `lookalike serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="port `lookalike serve` binds")
+
+    @model_validator(mode="after")
+    def _dev_mode_stays_local(self) -> Settings:
+        if self.insecure_dev_mode and self.host not in LOOPBACK:
+            raise ValueError(
+                f"insecure_dev_mode accepts writes without a key, so it only binds a loopback address "
+                f"({', '.join(sorted(LOOPBACK))}), not {self.host!r}; set LOOKALIKE_API_KEYS instead"
+            )
+        return self
 
     @property
     def origins(self) -> list[str]:

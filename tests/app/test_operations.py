@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.logs import JsonFormatter
@@ -84,3 +85,21 @@ def test_a_search_that_cannot_be_answered_in_time_is_503_with_retry_after(
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["code"] == "overloaded"
         assert client.get("/health").json()["products"] == 12  # nothing else is affected
+
+
+def test_insecure_dev_mode_takes_writes_without_a_key_only_on_loopback(
+    tiny_encoder_path: Path, store_dir: Path
+) -> None:
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="loopback"):
+        Settings(insecure_dev_mode=True, host="0.0.0.0")
+    with make_client(tiny_encoder_path, store_dir, api_keys="", insecure_dev_mode=True) as client:
+        r = client.post(
+            "/index",
+            files={"image": ("n.png", image_bytes(4242, "PNG"), "image/png")},
+            data={"sku": "DEV-1", "title": "Dev product"},
+        )
+        assert r.status_code == 201, r.text
