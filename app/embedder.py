@@ -1,8 +1,11 @@
-"""Turning uploaded photos into embeddings: decode and preprocess in threads, forward in batches."""
+"""Turning uploaded photos into embeddings and search results: decode and preprocess in threads,
+then one encoder forward and one FAISS search for all the requests that arrived together."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,14 +13,34 @@ from starlette.concurrency import run_in_threadpool
 
 from app.batching import MicroBatcher, Overloaded
 from encoder import Crop, Encoder, Preprocessor
+from index import ProductStore, SearchFilter, SearchHit
+
+
+@dataclass(frozen=True)
+class _Job:
+    pixels: torch.Tensor  # (3, S, S)
+    k: int = 0  # 0: embed only
+    filter: SearchFilter | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    vector: np.ndarray  # (D,) float32, L2-normalised
+    hits: list[SearchHit] | None  # None when only the embedding was asked for
 
 
 class Embedder:
-    """``await embed_bytes(data)`` -> (D,) float32 unit vector; concurrent calls share forwards."""
+    """``await embed_bytes(data)`` -> (D,) unit vector; ``await search_bytes(data, k)`` -> hits.
+
+    Concurrent calls share one encoder forward, and the unfiltered searches among them one FAISS
+    search over all their queries (FAISS answers a batch far faster than one query at a time).
+    On CUDA the forward runs under autocast (bf16 where supported, else fp16) from pinned memory.
+    """
 
     def __init__(
         self,
         encoder: Encoder,
+        store: ProductStore | None = None,
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         max_image_pixels: int = 40_000_000,
@@ -25,24 +48,59 @@ class Embedder:
         max_queue: int = 0,
         timeout_s: float | None = None,
     ) -> None:
-        self.timeout_s = timeout_s
         self.encoder = encoder.eval()
+        self.store = store
+        self.timeout_s = timeout_s
         self.preprocess = Preprocessor(encoder.config, max_image_pixels)
-        self.batcher: MicroBatcher[torch.Tensor, np.ndarray] = MicroBatcher(
-            self._forward, max_batch_size, max_wait_ms, on_batch, max_queue
+        self.device = next(encoder.parameters()).device
+        self.batcher: MicroBatcher[_Job, Answer] = MicroBatcher(
+            self._run_batch, max_batch_size, max_wait_ms, on_batch, max_queue
         )
 
-    def _forward(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
-        batch = torch.stack(pixels)  # (B, 3, S, S)
-        return list(self.encoder.embed(batch).cpu().numpy())  # B x (D,)
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def _run_batch(self, jobs: list[_Job]) -> list[Answer]:
+        pixels = torch.stack([j.pixels for j in jobs])  # (B, 3, S, S)
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        with self._autocast():
+            vectors = self.encoder.embed(pixels).cpu().numpy()  # (B, D) float32
+        hits: list[list[SearchHit] | None] = [None] * len(jobs)
+        if self.store is not None:
+            plain = [i for i, j in enumerate(jobs) if j.k and (j.filter is None or j.filter.is_empty)]
+            if plain:
+                found = self.store.search(vectors[plain], max(jobs[i].k for i in plain))
+                for i, row in zip(plain, found, strict=True):
+                    hits[i] = row[: jobs[i].k]
+            for i, job in enumerate(jobs):
+                if job.k and hits[i] is None:
+                    hits[i] = self.store.search(vectors[i : i + 1], job.k, job.filter)[0]
+        return [Answer(v, h) for v, h in zip(vectors, hits, strict=True)]
+
+    async def _submit(self, data: bytes, crop: Crop | None, k: int, filter: SearchFilter | None) -> Answer:
+        if self.batcher.full:  # refuse before spending a decode on it
+            raise Overloaded("the encoder queue is full")
+        pixels = await run_in_threadpool(self.preprocess, data, crop)
+        return await self.batcher.submit(_Job(pixels, k, filter), self.timeout_s)
 
     async def embed_bytes(self, data: bytes, crop: Crop | None = None) -> np.ndarray:
         """Raises ``ImageDecodeError`` for bytes that are not a usable image, ``Overloaded`` when
         the queue is full or the answer takes longer than ``timeout_s``."""
-        if self.batcher.full:  # refuse before spending a decode on it
-            raise Overloaded("the encoder queue is full")
-        pixels = await run_in_threadpool(self.preprocess, data, crop)
-        return await self.batcher.submit(pixels, self.timeout_s)
+        return (await self._submit(data, crop, 0, None)).vector
+
+    async def search_bytes(
+        self, data: bytes, k: int, filter: SearchFilter | None = None, crop: Crop | None = None
+    ) -> tuple[np.ndarray, list[SearchHit]]:
+        """(query vector (D,), top-``k`` hits) for a photo; the errors of ``embed_bytes``."""
+        if self.store is None:
+            raise RuntimeError("this Embedder has no store to search")
+        answer = await self._submit(data, crop, k, filter)
+        assert answer.hits is not None
+        return answer.vector, answer.hits
 
     def start(self) -> None:
         self.batcher.start()

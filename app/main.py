@@ -42,6 +42,7 @@ def _load(settings: Settings, metrics: Metrics) -> tuple[Embedder, ProductStore]
     )
     embedder = Embedder(
         encoder,
+        store,
         settings.max_batch_size,
         settings.max_wait_ms,
         settings.max_image_pixels,

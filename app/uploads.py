@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
 from fastapi import UploadFile
 
 from app.batching import Overloaded
 from app.embedder import Embedder
 from app.errors import ApiError
 from encoder import Crop, ImageDecodeError
+from index import SearchFilter, SearchHit
 
 RETRY_AFTER = {"Retry-After": "1"}
 _STATUS = {"unsupported": (415, "unsupported_media_type"), "too_large": (413, "image_too_large")}
@@ -26,13 +31,28 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def embed_upload(embedder: Embedder, data: bytes, crop: Crop | None = None):  # -> np.ndarray (D,)
-    """Embed validated bytes; unusable images become 413/415/422, never a 500; a full queue or
-    a timeout becomes 503 with Retry-After (backpressure: clients slow down, memory stays bounded)."""
+@contextmanager
+def _as_http_errors() -> Iterator[None]:
+    """Unusable images become 413/415/422, never a 500; a full queue or a timeout becomes 503 with
+    Retry-After (backpressure: clients slow down, memory stays bounded)."""
     try:
-        return await embedder.embed_bytes(data, crop)
+        yield
     except ImageDecodeError as exc:
         status, code = _STATUS.get(exc.kind, (422, "invalid_image"))
         raise ApiError(status, code, str(exc)) from exc
     except Overloaded as exc:
         raise ApiError(503, "overloaded", f"the service is busy ({exc}); retry shortly", RETRY_AFTER) from exc
+
+
+async def embed_upload(embedder: Embedder, data: bytes, crop: Crop | None = None) -> np.ndarray:
+    """The (D,) embedding of validated bytes."""
+    with _as_http_errors():
+        return await embedder.embed_bytes(data, crop)
+
+
+async def search_upload(
+    embedder: Embedder, data: bytes, k: int, filter: SearchFilter | None = None, crop: Crop | None = None
+) -> list[SearchHit]:
+    """The top-``k`` products for validated bytes, searched together with concurrent requests."""
+    with _as_http_errors():
+        return (await embedder.search_bytes(data, k, filter, crop))[1]

@@ -12,7 +12,7 @@ from app.deps import EmbedderDep, SettingsDep, StoreDep
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
-from app.uploads import embed_upload, read_upload
+from app.uploads import read_upload, search_upload
 from encoder import Crop
 from index import SearchFilter
 from index.fusion import reciprocal_rank_fusion
@@ -67,13 +67,8 @@ async def search(
     except ValueError as exc:
         raise ApiError(422, "invalid_crop", str(exc)) from exc
     data = await read_upload(image, settings.max_upload_bytes)
-    query = await embed_upload(embedder, data, region)  # (D,)
     depth = max(2 * k, FUSION_DEPTH) if q else k
-    hits = [
-        h
-        for h in (await run_in_threadpool(store.search, query[None, :], depth, wanted))[0]
-        if h.score >= min_score
-    ]
+    hits = [h for h in await search_upload(embedder, data, depth, wanted, region) if h.score >= min_score]
     if not q:
         results = [SearchResult.from_hit(h) for h in hits]
         return SearchResponse(results=results, took_ms=_ms_since(started))
