@@ -68,6 +68,18 @@ class AddedProductOut(ProductOut):
     )
 
 
+class ProductFields(BaseModel):
+    """PUT /products/{id}: every metadata field; those left out become empty."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=128)
+    title: str = Field(min_length=1, max_length=500)
+    category: str | None = Field(None, max_length=200)
+    price: float | None = Field(None, ge=0, le=1e9)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
 class ProductUpdate(BaseModel):
     """PATCH /products/{id}: the fields to change; the others stay as they are."""
 

@@ -14,7 +14,14 @@ from app.deps import ApiKeyDep, EmbedderDep, SettingsDep, StoreDep
 from app.embedder import Embedder
 from app.errors import ApiError
 from app.forms import json_object_field
-from app.schemas import AddedProductOut, ErrorResponse, NearDuplicateOut, ProductOut, ProductUpdate
+from app.schemas import (
+    AddedProductOut,
+    ErrorResponse,
+    NearDuplicateOut,
+    ProductFields,
+    ProductOut,
+    ProductUpdate,
+)
 from app.uploads import embed_upload, read_upload
 from index import (
     DuplicateSkuError,
@@ -115,18 +122,12 @@ async def add_product(
     return _added(result.products[0], result.near_duplicates)
 
 
-@router.patch(
-    "/products/{product_id}",
-    response_model=ProductOut,
-    dependencies=[ApiKeyDep],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)},
-)
-def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> ProductOut:
-    """Change a product's metadata (JSON body with the fields to change); images stay as they are."""
-    changes = update.model_dump(exclude_unset=True)
-    for key in ("sku", "title"):
-        if key in changes and changes[key] is None:
-            raise ApiError(422, "invalid_request", f"{key} cannot be null")
+_UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
+}
+
+
+def _update(store: ProductStore, product_id: int, changes: dict[str, Any]) -> ProductOut:
     try:
         product = store.update_product(product_id, changes)
     except DuplicateSkuError as exc:
@@ -134,6 +135,26 @@ def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> P
     if product is None:
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
     return ProductOut.from_product(product)
+
+
+@router.patch(
+    "/products/{product_id}", response_model=ProductOut, dependencies=[ApiKeyDep], responses=_UPDATE_ERRORS
+)
+def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> ProductOut:
+    """Change some of a product's metadata (JSON body with the fields to change); photos stay."""
+    changes = update.model_dump(exclude_unset=True)
+    for key in ("sku", "title", "attributes"):
+        if key in changes and changes[key] is None:
+            raise ApiError(422, "invalid_request", f"{key} cannot be null")
+    return _update(store, product_id, changes)
+
+
+@router.put(
+    "/products/{product_id}", response_model=ProductOut, dependencies=[ApiKeyDep], responses=_UPDATE_ERRORS
+)
+def replace_product(store: StoreDep, product_id: int, fields: ProductFields) -> ProductOut:
+    """Replace all of a product's metadata; its photos stay (PUT /products/{id}/images for those)."""
+    return _update(store, product_id, fields.model_dump())
 
 
 _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -191,3 +191,24 @@ def test_text_search_and_photo_plus_words(client: TestClient) -> None:
     assert set(top_two) == {"SKU-05", "WORDS"}
     image_only = [h["sku"] for h in search(client, 5, k=3)]
     assert image_only[0] == "SKU-05" and "WORDS" not in image_only[:2]
+
+
+def test_put_replaces_all_metadata(client: TestClient) -> None:
+    pid = add(client, "FULL", 961, category="red", price=5, attributes='{"size": "M"}').json()["id"]
+    r = client.put(f"/products/{pid}", json={"sku": "FULL-2", "title": "Replaced"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["sku"], got["title"], got["category"], got["price"], got["attributes"]) == (
+        "FULL-2",
+        "Replaced",
+        None,
+        None,
+        {},
+    )
+    assert len(got["images"]) == 1
+    assert client.put(f"/products/{pid}", json={"title": "no sku"}, headers=AUTH).status_code == 422
+    assert client.put("/products/999999", json={"sku": "X", "title": "Y"}, headers=AUTH).status_code == 404
+    assert (
+        client.put(f"/products/{pid}", json={"sku": "SKU-01", "title": "t"}, headers=AUTH).status_code == 409
+    )
+    assert client.put(f"/products/{pid}", json={"sku": "Z", "title": "t"}).status_code == 401
