@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import ApiKeyDep, EmbedderDep, SettingsDep, StoreDep
@@ -16,7 +17,9 @@ from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import (
     AddedProductOut,
+    BatchAdded,
     ErrorResponse,
+    ManifestItem,
     NearDuplicateOut,
     ProductFields,
     ProductOut,
@@ -120,6 +123,84 @@ async def add_product(
     except NearDuplicateError as exc:
         raise _near_duplicate_error(exc) from exc
     return _added(result.products[0], result.near_duplicates)
+
+
+MAX_BATCH_PRODUCTS, MAX_BATCH_IMAGES = 100, 200
+
+
+def _manifest(raw: str) -> list[ManifestItem]:
+    try:
+        items = TypeAdapter(list[ManifestItem]).validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise ApiError(422, "invalid_manifest", f"manifest: {problems}") from exc
+    if not 1 <= len(items) <= MAX_BATCH_PRODUCTS:
+        raise ApiError(422, "invalid_manifest", f"a batch holds 1 to {MAX_BATCH_PRODUCTS} products")
+    return items
+
+
+@router.post(
+    "/index/batch",
+    status_code=201,
+    response_model=BatchAdded,
+    dependencies=[ApiKeyDep],
+    responses=_WRITE_ERRORS,
+)
+async def add_products(
+    store: StoreDep,
+    embedder: EmbedderDep,
+    settings: SettingsDep,
+    manifest: Annotated[
+        str,
+        Form(
+            description='JSON list of products: [{"sku", "title", "category", "price", "attributes", '
+            '"images": [uploaded file names]}]'
+        ),
+    ],
+    image: Annotated[list[UploadFile], File(description="every photo the manifest names, by file name")],
+) -> BatchAdded:
+    """Add many products in one request and one transaction: all of them, or none (409/422)."""
+    items = _manifest(manifest)
+    uploads = {u.filename or "": u for u in image}
+    named = [name for item in items for name in item.images]
+    if len(image) > MAX_BATCH_IMAGES or len(uploads) != len(image):
+        raise ApiError(422, "invalid_manifest", f"at most {MAX_BATCH_IMAGES} files, each with its own name")
+    if missing := sorted(set(named) - set(uploads)):
+        raise ApiError(422, "invalid_manifest", f"the manifest names files that were not sent: {missing[:5]}")
+    if unused := sorted(set(uploads) - set(named)):
+        raise ApiError(422, "invalid_manifest", f"files sent but not named in the manifest: {unused[:5]}")
+    skus = [i.sku for i in items]
+    taken = sorted(
+        {s for s in skus if skus.count(s) > 1} | await run_in_threadpool(store.existing_skus, skus)
+    )
+    if taken:
+        raise ApiError(409, "duplicate_sku", f"these skus exist or repeat: {taken[:10]}", details=taken)
+    data = {name: await read_upload(u, settings.max_upload_bytes) for name, u in uploads.items()}
+    vectors = dict(
+        zip(data, await asyncio.gather(*(embed_upload(embedder, d) for d in data.values())), strict=True)
+    )
+    new = [
+        NewProduct(
+            i.sku,
+            i.title,
+            i.category,
+            i.price,
+            i.attributes,
+            tuple(data[n] for n in i.images),
+            np.stack([np.asarray(vectors[n]) for n in i.images]),
+        )
+        for i in items
+    ]
+    try:
+        result = await run_in_threadpool(store.add_products, new)
+    except DuplicateSkuError as exc:
+        raise ApiError(409, "duplicate_sku", str(exc), details=[exc.sku]) from exc
+    except NearDuplicateError as exc:
+        raise _near_duplicate_error(exc) from exc
+    by_sku: dict[str, list[NearDuplicate]] = {}
+    for d in result.near_duplicates:
+        by_sku.setdefault(d.sku, []).append(d)
+    return BatchAdded(products=[_added(p, by_sku.get(p.sku, [])) for p in result.products])
 
 
 _UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -212,3 +212,57 @@ def test_put_replaces_all_metadata(client: TestClient) -> None:
         client.put(f"/products/{pid}", json={"sku": "SKU-01", "title": "t"}, headers=AUTH).status_code == 409
     )
     assert client.put(f"/products/{pid}", json={"sku": "Z", "title": "t"}).status_code == 401
+
+
+def _batch(client: TestClient, manifest: object, files: list, headers=AUTH):
+    import json as _json
+
+    return client.post(
+        "/index/batch",
+        data={"manifest": manifest if isinstance(manifest, str) else _json.dumps(manifest)},
+        files=files,
+        headers=headers,
+    )
+
+
+def _file(name: str, seed: int) -> tuple[str, tuple[str, bytes, str]]:
+    return ("image", (name, image_bytes(seed, "PNG"), "image/png"))
+
+
+def test_batch_adds_all_products_in_one_go(client: TestClient) -> None:
+    manifest = [
+        {"sku": "B-1", "title": "One", "category": "batch", "price": 1, "images": ["a.png", "b.png"]},
+        {"sku": "B-2", "title": "Two", "attributes": {"colour": "teal"}, "images": ["c.png"]},
+    ]
+    r = _batch(client, manifest, [_file("a.png", 1001), _file("b.png", 1002), _file("c.png", 1003)])
+    assert r.status_code == 201, r.text
+    products = r.json()["products"]
+    assert [p["sku"] for p in products] == ["B-1", "B-2"] and len(products[0]["images"]) == 2
+    assert search(client, 1002, k=1)[0]["sku"] == "B-1"
+    assert client.get("/search", params={"q": "teal"}).json()["results"][0]["sku"] == "B-2"
+
+
+def test_a_bad_batch_adds_nothing(client: TestClient) -> None:
+    before = client.get("/health").json()["products"]
+    one = [{"sku": "N-1", "title": "t", "images": ["a.png"]}]
+    cases = [
+        (_batch(client, "not json", [_file("a.png", 1)]), 422, "invalid_manifest"),
+        (_batch(client, [{"sku": "N-1", "images": ["a.png"]}], [_file("a.png", 1)]), 422, "invalid_manifest"),
+        (_batch(client, one, [_file("b.png", 1)]), 422, "invalid_manifest"),
+        (_batch(client, one, [_file("a.png", 1), _file("z.png", 2)]), 422, "invalid_manifest"),
+        (
+            _batch(client, [*one, {"sku": "SKU-01", "title": "t", "images": ["a.png"]}], [_file("a.png", 1)]),
+            409,
+            "duplicate_sku",
+        ),
+        (_batch(client, [*one, *one], [_file("a.png", 1)]), 409, "duplicate_sku"),
+        (
+            _batch(client, one, [("image", ("a.png", b"not an image", "image/png"))]),
+            415,
+            "unsupported_media_type",
+        ),
+        (_batch(client, one, [_file("a.png", 1)], headers={}), 401, "missing_api_key"),
+    ]
+    for r, status, code in cases:
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    assert client.get("/health").json()["products"] == before
