@@ -11,6 +11,7 @@ from app.config import Settings
 from app.embedder import Embedder
 from app.errors import ApiError
 from index import ProductStore
+from index.calibration import MatchThresholds
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,7 +26,12 @@ def get_embedder(request: Request) -> Embedder:
     return request.app.state.embedder
 
 
+def get_thresholds(request: Request) -> MatchThresholds | None:
+    return getattr(request.app.state, "thresholds", None)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ThresholdsDep = Annotated[MatchThresholds | None, Depends(get_thresholds)]
 StoreDep = Annotated[ProductStore, Depends(get_store)]
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
 

@@ -23,6 +23,7 @@ from app.request_id import RequestId
 from app.routes import health, products, search
 from encoder import encoder_fingerprint, load_encoder, pick_device
 from index import ProductStore
+from index.calibration import load as load_thresholds
 
 log = logging.getLogger("lookalike")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -69,6 +70,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     embedder, store = await run_in_threadpool(_load, app.state.settings, app.state.metrics)
     embedder.start()
     app.state.embedder, app.state.store = embedder, store
+    app.state.thresholds = load_thresholds(store)
+    if app.state.thresholds is None:
+        log.warning(
+            "the store has no match calibration: results carry no match label (lookalike index calibrate)"
+        )
     app.state.ready = True
     try:
         yield

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from index import NearDuplicate, Product, SearchHit
+from index.calibration import MatchThresholds
 
 
 class ProductImageOut(BaseModel):
@@ -121,10 +122,20 @@ class SearchResult(BaseModel):
     )
     image_url: str | None
     matched_image_id: int | None = Field(description="the product photo that matched the shopper's photo")
+    match: Literal["strong", "weak", "none"] | None = Field(
+        None,
+        description="how good the photo match is, from thresholds calibrated on the catalog "
+        "(docs/MATCHING.md); null for text-only results or an uncalibrated store",
+    )
 
     @classmethod
-    def from_hit(cls, h: SearchHit, score: float | None = None) -> SearchResult:
-        return cls.from_product(h.product, h.score if score is None else score, h.image_id)
+    def from_hit(
+        cls, h: SearchHit, thresholds: MatchThresholds | None = None, score: float | None = None
+    ) -> SearchResult:
+        result = cls.from_product(h.product, h.score if score is None else score, h.image_id)
+        if thresholds is not None:
+            result.match = thresholds.label(h.score)
+        return result
 
     @classmethod
     def from_product(cls, p: Product, score: float, image_id: int | None = None) -> SearchResult:

@@ -1,12 +1,16 @@
-"""``lookalike index rebuild|check|outliers|info``: look after a product store without re-embedding."""
+"""``lookalike index rebuild|check|outliers|calibrate|info``: look after a product store."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from encoder import encoder_fingerprint, load_encoder
+from index.calibration import MatchThresholds, calibrate, recalibrate_other
+from index.calibration import load as load_thresholds
 from index.check import check_store
 from index.outliers import outlier_scores
 from index.store import ProductStore
@@ -28,9 +32,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     outliers.add_argument("--top", type=int, default=20)
     outliers.add_argument("--k", type=int, default=10, help="neighbours averaged per image")
     outliers.add_argument("--json", action="store_true", help="one JSON object per line")
+    calibrate = actions.add_parser("calibrate", help="match thresholds (strong/weak/none) from the catalog")
+    calibrate.add_argument("--encoder", required=True, help="the store's encoder.pt")
+    calibrate.add_argument("--sample", type=int, default=200, help="catalog photos to alter and embed")
     actions.add_parser("info", help="what the store holds and which index serves it")
-    for sub in (rebuild, check, outliers, actions.choices["info"]):
+    for sub in (rebuild, check, outliers, calibrate, actions.choices["info"]):
         sub.add_argument("--store", required=True, help="store directory")
+
+
+def describe_thresholds(t: MatchThresholds) -> str:
+    return (
+        f"match thresholds from {t.images} catalog photos: strong >= {t.strong:.3f}, weak >= {t.weak:.3f} "
+        f"(altered copies p5 {t.same_p5:.3f}; nearest other product p50 {t.other_p50:.3f}, "
+        f"p99 {t.other_p99:.3f})"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,6 +55,13 @@ def main(args: argparse.Namespace) -> int:
     with ProductStore(args.store) as store:
         if args.action == "rebuild":
             print(store.rebuild(args.type, args.memory_budget_mb << 20).summary())
+            if (thresholds := recalibrate_other(store)) is not None:
+                print(describe_thresholds(thresholds))
+        elif args.action == "calibrate":
+            encoder = load_encoder(args.encoder)
+            if encoder_fingerprint(encoder) != store.fingerprint:
+                raise ValueError(f"{args.encoder} is not the encoder this store was built with")
+            print(describe_thresholds(calibrate(encoder, store, args.sample)))
         elif args.action == "check":
             problems = check_store(store, verify_files=not args.no_verify_files)
             for problem in problems:
@@ -57,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
                     print(f"{o.score:.4f}  image {o.image_id}  product {o.product_id}  {o.sku}")
         else:
             info = {"products": store.count(), "images": store.image_count(), **store.index_info()}
+            info["match_calibration"] = (t := load_thresholds(store)) and asdict(t)
             json.dump(info, sys.stdout, indent=2)
             print()
     return 0

@@ -172,8 +172,15 @@ class ProductStore:
         return self._meta().get("index_type", "Flat")
 
     def _set_index_type(self, index_type: str) -> None:
+        self.set_meta("index_type", index_type)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep a small named value with the store (e.g. calibration figures)."""
         with self.db.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('index_type', ?)", (index_type,))
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta().get(key)
 
     def _last_seq(self) -> int:
         return int(self.db.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes"))

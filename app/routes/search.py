@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import EmbedderDep, SettingsDep, StoreDep
+from app.deps import EmbedderDep, SettingsDep, StoreDep, ThresholdsDep
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
@@ -27,6 +27,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for c
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
 async def search(
     store: StoreDep,
+    thresholds: ThresholdsDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
     image: Annotated[UploadFile, File(description="the shopper's photo (JPEG, PNG, WebP, GIF or BMP)")],
@@ -70,14 +71,14 @@ async def search(
     depth = max(2 * k, FUSION_DEPTH) if q else k
     hits = [h for h in await search_upload(embedder, data, depth, wanted, region) if h.score >= min_score]
     if not q:
-        results = [SearchResult.from_hit(h) for h in hits]
+        results = [SearchResult.from_hit(h, thresholds) for h in hits]
         return SearchResponse(results=results, took_ms=_ms_since(started))
     texts = await run_in_threadpool(store.text_search, q, depth, wanted)
     by_image = {h.product.id: h for h in hits}
     by_text = {t.product.id: t.product for t in texts}
     fused = reciprocal_rank_fusion([list(by_image), list(by_text)])[:k]
     results = [
-        SearchResult.from_hit(by_image[pid], score)
+        SearchResult.from_hit(by_image[pid], thresholds, score)
         if pid in by_image
         else SearchResult.from_product(by_text[pid], score)
         for pid, score in fused
@@ -117,6 +118,7 @@ def text_search(
 )
 def similar(
     store: StoreDep,
+    thresholds: ThresholdsDep,
     product_id: int,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many products to return")] = 10,
     category: Annotated[str | None, Query(max_length=200)] = None,
@@ -132,5 +134,5 @@ def similar(
     hits = store.similar(product_id, k, wanted)
     if hits is None:
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
-    results = [SearchResult.from_hit(h) for h in hits]
+    results = [SearchResult.from_hit(h, thresholds) for h in hits]
     return SearchResponse(results=results, took_ms=_ms_since(started))

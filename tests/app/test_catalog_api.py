@@ -266,3 +266,21 @@ def test_a_bad_batch_adds_nothing(client: TestClient) -> None:
     for r, status, code in cases:
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
     assert client.get("/health").json()["products"] == before
+
+
+def test_results_carry_a_match_label_once_the_store_is_calibrated(
+    tiny_encoder_path: Path, store_dir: Path
+) -> None:
+    from encoder import load_encoder
+    from index import ProductStore
+    from index.calibration import calibrate
+
+    with make_client(tiny_encoder_path, store_dir) as client:
+        assert {h["match"] for h in search(client, 7, k=5)} == {None}
+    with ProductStore(store_dir) as store:
+        thresholds = calibrate(load_encoder(tiny_encoder_path), store, sample=6)
+    with make_client(tiny_encoder_path, store_dir) as client:
+        results = search(client, 7, k=12)
+        assert [h["match"] for h in results] == [thresholds.label(h["score"]) for h in results]
+        assert results[0]["match"] in {"strong", "weak"}
+        assert client.get("/search", params={"q": "SKU"}).json()["results"][0]["match"] is None
