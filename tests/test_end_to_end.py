@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,12 +13,7 @@ import pytest
 from index import ProductStore
 from index.vectors import read_snapshot
 from tests.conftest import image_bytes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.server import running_server
 
 
 def lookalike(*args: str) -> None:
@@ -73,40 +65,7 @@ def test_train_build_serve_search(tmp_path: Path) -> None:
         "--no-progress",
     )
 
-    port = free_port()
-    env = {**os.environ, "LOOKALIKE_API_KEYS": "e2e"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lookalike",
-            "serve",
-            "--encoder",
-            str(encoder),
-            "--store",
-            str(tmp_path / "store"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the server did not come up")
-            time.sleep(0.3)
-
+    with running_server(encoder, tmp_path / "store", LOOKALIKE_API_KEYS="e2e") as (base, server):
         r = httpx.post(
             f"{base}/search",
             files={"image": ("q.jpg", image_bytes(1005), "image/jpeg")},
@@ -126,9 +85,6 @@ def test_train_build_serve_search(tmp_path: Path) -> None:
             timeout=30,
         )
         assert added.status_code == 201, added.text
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     # a graceful shutdown (uvicorn re-raises the SIGTERM it handled) leaves a snapshot that holds the add
     assert server.returncode in (0, -signal.SIGTERM)
     index, _, _ = read_snapshot(tmp_path / "store" / ProductStore.SNAPSHOT_NAME)
