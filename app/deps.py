@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
 from app.config import Settings
 from app.embedder import Embedder
@@ -30,6 +30,9 @@ def get_thresholds(request: Request) -> MatchThresholds | None:
     return getattr(request.app.state, "thresholds", None)
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not a crash
+ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="a product's id")]
+ImageId = Annotated[int, Path(ge=1, le=MAX_ID, description="an image's id")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ThresholdsDep = Annotated[MatchThresholds | None, Depends(get_thresholds)]
 StoreDep = Annotated[ProductStore, Depends(get_store)]

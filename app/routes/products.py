@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ApiKeyDep, EmbedderDep, SettingsDep, StoreDep
+from app.deps import MAX_ID, ApiKeyDep, EmbedderDep, ImageId, ProductId, SettingsDep, StoreDep
 from app.embedder import Embedder
 from app.errors import ApiError
 from app.forms import json_object_field
@@ -221,7 +221,7 @@ def _update(store: ProductStore, product_id: int, changes: dict[str, Any]) -> Pr
 @router.patch(
     "/products/{product_id}", response_model=ProductOut, dependencies=[ApiKeyDep], responses=_UPDATE_ERRORS
 )
-def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> ProductOut:
+def update_product(store: StoreDep, product_id: ProductId, update: ProductUpdate) -> ProductOut:
     """Change some of a product's metadata (JSON body with the fields to change); photos stay."""
     changes = update.model_dump(exclude_unset=True)
     for key in ("sku", "title", "attributes"):
@@ -233,7 +233,7 @@ def update_product(store: StoreDep, product_id: int, update: ProductUpdate) -> P
 @router.put(
     "/products/{product_id}", response_model=ProductOut, dependencies=[ApiKeyDep], responses=_UPDATE_ERRORS
 )
-def replace_product(store: StoreDep, product_id: int, fields: ProductFields) -> ProductOut:
+def replace_product(store: StoreDep, product_id: ProductId, fields: ProductFields) -> ProductOut:
     """Replace all of a product's metadata; its photos stay (PUT /products/{id}/images for those)."""
     return _update(store, product_id, fields.model_dump())
 
@@ -262,7 +262,7 @@ async def set_images(
     store: StoreDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
-    product_id: int,
+    product_id: ProductId,
     image: Annotated[list[UploadFile], File(description="the photos: repeat the field for several")],
 ) -> AddedProductOut:
     """POST adds photos to a product, PUT replaces all of them in one step; searches match any."""
@@ -286,7 +286,7 @@ async def set_images(
     dependencies=[ApiKeyDep],
     responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409)},
 )
-def delete_image(store: StoreDep, product_id: int, image_id: int) -> ProductOut:
+def delete_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> ProductOut:
     """Remove one photo; a product's last photo cannot go (409): delete the product instead."""
     try:
         product = store.remove_image(product_id, image_id)
@@ -300,7 +300,7 @@ def delete_image(store: StoreDep, product_id: int, image_id: int) -> ProductOut:
 @router.get("/products", response_model=list[ProductOut])
 def list_products(
     store: StoreDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     category: str | None = None,
 ) -> list[ProductOut]:
@@ -308,7 +308,7 @@ def list_products(
 
 
 @router.get("/products/{product_id}", response_model=ProductOut, responses={404: {"model": ErrorResponse}})
-def get_product(store: StoreDep, product_id: int) -> ProductOut:
+def get_product(store: StoreDep, product_id: ProductId) -> ProductOut:
     return ProductOut.from_product(_get_or_404(store, product_id))
 
 
@@ -325,7 +325,7 @@ def _image_response(store: ProductStore, product: Product, image_id: int | None)
 @router.get(
     "/products/{product_id}/image", response_class=FileResponse, responses={404: {"model": ErrorResponse}}
 )
-def get_product_image(store: StoreDep, product_id: int) -> FileResponse:
+def get_product_image(store: StoreDep, product_id: ProductId) -> FileResponse:
     return _image_response(store, _get_or_404(store, product_id), None)
 
 
@@ -334,7 +334,7 @@ def get_product_image(store: StoreDep, product_id: int) -> FileResponse:
     response_class=FileResponse,
     responses={404: {"model": ErrorResponse}},
 )
-def get_image(store: StoreDep, product_id: int, image_id: int) -> FileResponse:
+def get_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> FileResponse:
     return _image_response(store, _get_or_404(store, product_id), image_id)
 
 
@@ -344,7 +344,7 @@ def get_image(store: StoreDep, product_id: int, image_id: int) -> FileResponse:
     dependencies=[ApiKeyDep],
     responses={code: {"model": ErrorResponse} for code in (401, 403, 404)},
 )
-def delete_product(store: StoreDep, product_id: int) -> Response:
+def delete_product(store: StoreDep, product_id: ProductId) -> Response:
     if not store.remove_product(product_id):
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
     return Response(status_code=204)

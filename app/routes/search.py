@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import EmbedderDep, SettingsDep, StoreDep, ThresholdsDep
+from app.deps import EmbedderDep, ProductId, SettingsDep, StoreDep, ThresholdsDep
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
@@ -119,7 +119,7 @@ def text_search(
 def similar(
     store: StoreDep,
     thresholds: ThresholdsDep,
-    product_id: int,
+    product_id: ProductId,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many products to return")] = 10,
     category: Annotated[str | None, Query(max_length=200)] = None,
     min_price: Annotated[float | None, Query(ge=0)] = None,
