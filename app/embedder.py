@@ -3,13 +3,15 @@ then one encoder forward and one FAISS search for all the requests that arrived 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from starlette.concurrency import run_in_threadpool
 
 from app.batching import MicroBatcher, Overloaded
 from encoder import Crop, Encoder, Preprocessor
@@ -56,6 +58,9 @@ class Embedder:
         self.batcher: MicroBatcher[_Job, Answer] = MicroBatcher(
             self._run_batch, max_batch_size, max_wait_ms, on_batch, max_queue
         )
+        # Decoding has its own pool, one thread per CPU: 32 concurrent uploads do not become 32
+        # threads fighting over the cores (and the forward thread) for the GIL.
+        self._decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.device.type != "cuda":
@@ -84,7 +89,8 @@ class Embedder:
     async def _submit(self, data: bytes, crop: Crop | None, k: int, filter: SearchFilter | None) -> Answer:
         if self.batcher.full:  # refuse before spending a decode on it
             raise Overloaded("the encoder queue is full")
-        pixels = await run_in_threadpool(self.preprocess, data, crop)
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(self._decoders, self.preprocess, data, crop)
         return await self.batcher.submit(_Job(pixels, k, filter), self.timeout_s)
 
     async def embed_bytes(self, data: bytes, crop: Crop | None = None) -> np.ndarray:
@@ -107,3 +113,4 @@ class Embedder:
 
     async def close(self) -> None:
         await self.batcher.close()
+        self._decoders.shutdown(wait=True)

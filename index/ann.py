@@ -3,8 +3,8 @@
 Index types are FAISS factory strings over inner product (= cosine on unit vectors):
 ``Flat`` (exact), ``HNSW{M}``, ``IVF{n},Flat``, ``IVF{n},PQ{m}`` (a refine stage re-ranks PQ
 candidates: ``RFlat`` or ``Refine(SQ8)``; one is added when missing). ``auto`` picks one from the
-vector count and a memory budget, the way autofaiss does, in the order the benchmarks support. Every index is wrapped in
-``IndexIDMap2``, so FAISS ids are image ids whatever the type.
+vector count and a memory budget, the way autofaiss does, in the order the benchmarks support.
+Every index is wrapped in ``IndexIDMap2``, so FAISS ids are image ids whatever the type.
 """
 
 from __future__ import annotations

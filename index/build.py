@@ -24,8 +24,10 @@ from encoder import (
     load_encoder,
     pick_device,
 )
+from index.calibration import META_KEY, calibrate
 from index.catalog import CatalogItem, read_catalog
-from index.records import NewProduct
+from index.maintenance import describe_thresholds
+from index.records import NearDuplicate, NewProduct
 from index.store import ProductStore
 
 
@@ -38,6 +40,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--index-type",
+        default="auto",
+        help="FAISS index after the build: auto, Flat, HNSW32, IVF1024,Flat, ...",
+    )
+    parser.add_argument("--memory-budget-mb", type=int, default=4096, help="memory `auto` may use")
+    parser.add_argument(
+        "--calibration-sample",
+        type=int,
+        default=100,
+        help="catalog photos for the match thresholds (0: skip)",
+    )
     return parser
 
 
@@ -96,6 +110,7 @@ class BuildReport:
     images: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
@@ -136,7 +151,7 @@ def embed_catalog(
                         )
                     )
                     start = end
-                store.add_products(new)
+                report.near_duplicates += store.add_products(new).near_duplicates
                 report.images += len(vectors)
             bar.update(len(batch.items) + len(batch.failures))
     report.seconds = time.perf_counter() - started
@@ -159,6 +174,14 @@ def main(args: argparse.Namespace) -> ProductStore:
     )
     for failure in report.failures:
         print(f"skipped {failure}")
+    for d in report.near_duplicates[:20]:
+        print(f"near-duplicate: image {d.image_index} of {d.sku} ~ {d.other_sku} (cosine {d.score:.3f})")
+    if len(report.near_duplicates) > 20:
+        print(f"... {len(report.near_duplicates)} near-duplicate images in all")
+    if report.images or store.get_meta(META_KEY) is None:  # a resumed, finished build changes nothing
+        print(store.rebuild(args.index_type, args.memory_budget_mb << 20).summary())
+        if args.calibration_sample > 0 and store.count() >= 2:
+            print(describe_thresholds(calibrate(encoder, store, args.calibration_sample)))
     return store
 
 

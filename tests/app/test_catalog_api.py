@@ -271,16 +271,18 @@ def test_a_bad_batch_adds_nothing(client: TestClient) -> None:
 def test_results_carry_a_match_label_once_the_store_is_calibrated(
     tiny_encoder_path: Path, store_dir: Path
 ) -> None:
-    from encoder import load_encoder
     from index import ProductStore
-    from index.calibration import calibrate
+    from index.calibration import META_KEY, load
 
-    with make_client(tiny_encoder_path, store_dir) as client:
-        assert {h["match"] for h in search(client, 7, k=5)} == {None}
-    with ProductStore(store_dir) as store:
-        thresholds = calibrate(load_encoder(tiny_encoder_path), store, sample=6)
+    with ProductStore(store_dir) as store:  # `lookalike build` calibrated it
+        thresholds = load(store)
+        assert thresholds is not None
     with make_client(tiny_encoder_path, store_dir) as client:
         results = search(client, 7, k=12)
         assert [h["match"] for h in results] == [thresholds.label(h["score"]) for h in results]
         assert results[0]["match"] in {"strong", "weak"}
         assert client.get("/search", params={"q": "SKU"}).json()["results"][0]["match"] is None
+    with ProductStore(store_dir) as store:
+        store.db.query("DELETE FROM meta WHERE key = ?", (META_KEY,))
+    with make_client(tiny_encoder_path, store_dir) as client:  # uncalibrated: no label
+        assert {h["match"] for h in search(client, 7, k=5)} == {None}

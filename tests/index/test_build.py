@@ -100,3 +100,18 @@ def test_bad_catalogs_are_explained(tmp_path: Path) -> None:
         read_catalog(tmp_path / "cols.csv")
     with pytest.raises(ValueError, match="neither"):
         read_catalog(tmp_path / "missing")
+
+
+def test_build_ends_with_the_index_recall_and_the_match_calibration(
+    photo_folder: Path, tiny_encoder_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from index.calibration import load
+
+    store = build(photo_folder, tiny_encoder_path, tmp_path / "store")
+    out = capsys.readouterr().out
+    assert "built Flat over 12 vectors" in out and "recall@10 vs exact search" in out
+    assert "match thresholds from 12 catalog photos" in out and load(store) is not None
+    store.close()
+    build(photo_folder, tiny_encoder_path, tmp_path / "store").close()  # resumed, nothing new
+    out = capsys.readouterr().out
+    assert "12 already stored, 0 to embed" in out and "built" not in out

@@ -1,0 +1,179 @@
+"""Serving under load: a real uvicorn server vs the in-process ceiling vs the server unbatched.
+
+    .venv/bin/python bench/serve_load.py --encoder demo/encoder.pt              # the demo's arch
+    .venv/bin/python bench/serve_load.py --arch mobilenet_v3_small --image-size 128
+
+Builds a store of the catalog (default: the demo's 300 photos) with the encoder (``--arch``: a
+randomly initialised one of that architecture; its speed is what counts here), then measures:
+
+1. the ceiling: one process decoding, embedding and searching the query photos in batches of
+   ``--batch-size``, no HTTP;
+2. a real ``lookalike serve`` with micro-batching, at each ``--concurrency`` (closed loop: every
+   client sends its next photo when the last answer came), with QPS, p50/p95/p99 and the mean
+   encoder batch size (from ``/metrics``);
+3. the same server with ``max_batch_size=1`` (no batching) at the highest concurrency;
+4. the batched server at half its peak rate (open loop, Poisson arrivals): p99 / p50.
+
+Queries are real JPEGs (clothing-small test photos). Prints Markdown tables and the goal ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from encoder import Encoder, EncoderConfig, Preprocessor, load_encoder, save_encoder  # noqa: E402
+from index import ProductStore  # noqa: E402
+from index.build import get_args_parser as build_args  # noqa: E402
+from index.build import main as build  # noqa: E402
+from tests.server import running_server  # noqa: E402
+
+
+def make_store(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+    encoder_path = Path(args.encoder) if args.encoder else work / "encoder.pt"
+    if not args.encoder:
+        torch.manual_seed(0)
+        save_encoder(Encoder(EncoderConfig(arch=args.arch, image_size=args.image_size)), encoder_path)
+    store = work / "store"
+    argv = ["--catalog", args.catalog, "--encoder", str(encoder_path), "--store", str(store), "--no-progress"]
+    build(build_args().parse_args(argv)).close()
+    return encoder_path, store
+
+
+def ceiling(encoder_path: Path, store_dir: Path, photos: list[bytes], total: int, batch: int) -> float:
+    """Queries/s of decode + embed + search in batches in this process."""
+    encoder = load_encoder(encoder_path)
+    preprocess = Preprocessor(encoder.config)
+    with ProductStore(store_dir) as store:
+        queries = [photos[i % len(photos)] for i in range(total)]
+        store.search(encoder.embed(torch.stack([preprocess(photos[0])])).numpy(), 10)  # warm-up
+        started = time.perf_counter()
+        for start in range(0, total, batch):
+            pixels = torch.stack([preprocess(q) for q in queries[start : start + batch]])
+            store.search(encoder.embed(pixels).numpy(), 10)
+        return total / (time.perf_counter() - started)
+
+
+def batch_stats(base: str) -> tuple[float, float]:
+    text = httpx.get(f"{base}/metrics").text
+    total = float(re.search(r"^lookalike_batch_size_sum ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    count = float(re.search(r"^lookalike_batch_size_count ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    return total, count
+
+
+async def closed_loop(
+    base: str, photos: list[bytes], concurrency: int, total: int
+) -> tuple[float, np.ndarray]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for i in counter:
+            started = time.perf_counter()
+            r = await http.post(f"{base}/search", files={"image": ("q.jpg", photos[i % len(photos)])})
+            r.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        for photo in photos[:4]:  # warm-up
+            (await http.post(f"{base}/search", files={"image": ("q.jpg", photo)})).raise_for_status()
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        return total / (time.perf_counter() - started), np.array(latencies) * 1000
+
+
+async def open_loop(base: str, photos: list[bytes], rate: float, total: int, seed: int = 0) -> np.ndarray:
+    """Requests at Poisson arrival times of ``rate`` per second, whatever the answers do."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / rate, total))
+    latencies: list[float] = []
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=256)) as http:
+        t0 = time.perf_counter()
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(max(0.0, arrivals[i] - (time.perf_counter() - t0)))
+            started = time.perf_counter()
+            r = await http.post(f"{base}/search", files={"image": ("q.jpg", photos[i % len(photos)])})
+            r.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+    return np.array(latencies) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--encoder", default=None, help="an encoder.pt; default: a random --arch one")
+    parser.add_argument("--arch", default="mobilenet_v3_small")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--catalog", default="demo/catalog.csv")
+    parser.add_argument("--queries", default="../shared/data/clothing-small/test")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--requests", type=int, default=200, help="per measurement")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--wait-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    photos = [p.read_bytes() for p in sorted(Path(args.queries).rglob("*.jpg"))[:128]]
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder_path, store = make_store(args, Path(tmp))
+        arch = load_encoder(encoder_path).config
+        print(f"\n{arch.arch} at {arch.image_size} px; {len(photos)} query JPEGs; {os.cpu_count()} CPUs")
+        top = ceiling(encoder_path, store, photos, args.requests, args.batch_size)
+        print(f"ceiling (in-process decode + embed + search, batches of {args.batch_size}): {top:.1f} q/s\n")
+        print("| server | concurrency | QPS | x ceiling | p50 ms | p95 ms | p99 ms | mean batch |")
+        print("|---|---|---|---|---|---|---|---|")
+        rows: dict[tuple[str, int], float] = {}
+        settings = {
+            "LOOKALIKE_MAX_BATCH_SIZE": str(args.batch_size),
+            "LOOKALIKE_MAX_WAIT_MS": str(args.wait_ms),
+        }
+        unbatched = {"LOOKALIKE_MAX_BATCH_SIZE": "1", "LOOKALIKE_MAX_WAIT_MS": "0"}
+        for name, env, concurrencies in (
+            ("batched", settings, levels),
+            ("unbatched", unbatched, levels[-1:]),
+        ):
+            with running_server(encoder_path, store, **env) as (base, _):
+                for c in concurrencies:
+                    before = batch_stats(base)
+                    qps, ms = asyncio.run(closed_loop(base, photos, c, args.requests))
+                    after = batch_stats(base)
+                    mean_batch = (after[0] - before[0]) / max(after[1] - before[1], 1)
+                    rows[name, c] = qps
+                    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+                    print(
+                        f"| {name} | {c} | {qps:.1f} | {qps / top:.2f} | {p50:.0f} | {p95:.0f} | {p99:.0f} | "
+                        f"{mean_batch:.1f} |",
+                        flush=True,
+                    )
+                if name == "batched":
+                    peak = max(rows["batched", c] for c in levels)
+                    half = asyncio.run(open_loop(base, photos, peak / 2, args.requests))
+                    h50, h99 = np.percentile(half, [50, 99])
+        c = levels[-1]
+        print(
+            f"\nat concurrency {c}: batched {rows['batched', c] / top:.2f} x the ceiling (goal >= 0.85), "
+            f"{rows['batched', c] / rows['unbatched', c]:.2f} x unbatched (goal >= 3 for mobilenet)"
+        )
+        print(
+            f"at half the peak rate ({peak / 2:.1f}/s, open loop): p50 {h50:.0f} ms, p99 {h99:.0f} ms, "
+            f"p99/p50 {h99 / h50:.2f} (goal <= 3)"
+        )
+
+
+if __name__ == "__main__":
+    main()
