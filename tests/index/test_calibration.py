@@ -9,7 +9,7 @@ import pytest
 
 from encoder import load_encoder
 from index import ProductStore
-from index.calibration import calibrate, derive, load, recalibrate_other
+from index.calibration import META_KEY, calibrate, derive, load, recalibrate_other
 from tests.index.test_build import build
 
 
@@ -31,6 +31,8 @@ def test_calibrate_a_real_store_keep_it_and_refresh_it_on_rebuild(
     photo_folder: Path, tiny_encoder_path: Path, tmp_path: Path
 ) -> None:
     store = build(photo_folder, tiny_encoder_path, tmp_path / "s")
+    assert load(store) is not None  # `lookalike build` calibrates; start again from none
+    store.db.query("DELETE FROM meta WHERE key = ?", (META_KEY,))
     assert load(store) is None and recalibrate_other(store) is None
     t = calibrate(load_encoder(tiny_encoder_path), store, sample=6)
     assert t.images == 12 and -1 <= t.weak < t.strong <= 1
