@@ -69,23 +69,6 @@ class AddedProductOut(ProductOut):
     )
 
 
-class ManifestItem(BaseModel):
-    """One product of POST /index/batch; ``images`` names uploaded files by their filename."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sku: str = Field(min_length=1, max_length=128)
-    title: str = Field(min_length=1, max_length=500)
-    category: str | None = Field(None, max_length=200)
-    price: float | None = Field(None, ge=0, le=1e9)
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    images: list[str] = Field(min_length=1, max_length=20)
-
-
-class BatchAdded(BaseModel):
-    products: list[AddedProductOut]
-
-
 class ProductFields(BaseModel):
     """PUT /products/{id}: every metadata field; those left out become empty."""
 
@@ -96,6 +79,16 @@ class ProductFields(BaseModel):
     category: str | None = Field(None, max_length=200)
     price: float | None = Field(None, ge=0, le=1e9)
     attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManifestItem(ProductFields):
+    """One product of POST /index/batch; ``images`` names uploaded files by their filename."""
+
+    images: list[str] = Field(min_length=1, max_length=20)
+
+
+class BatchAdded(BaseModel):
+    products: list[AddedProductOut]
 
 
 class ProductUpdate(BaseModel):

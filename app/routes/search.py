@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import EmbedderDep, ProductId, SettingsDep, StoreDep, ThresholdsDep
@@ -86,6 +86,21 @@ async def search(
     return SearchResponse(results=results, ranking="fused", took_ms=_ms_since(started))
 
 
+def query_filter(
+    category: Annotated[str | None, Query(max_length=200, description="only this category")] = None,
+    min_price: Annotated[float | None, Query(ge=0, description="only products at least this price")] = None,
+    max_price: Annotated[float | None, Query(ge=0, description="only products at most this price")] = None,
+) -> SearchFilter:
+    """The metadata filter of a GET search, from its query parameters; 422 when inconsistent."""
+    try:
+        return SearchFilter(category or None, min_price, max_price)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_filter", str(exc)) from exc
+
+
+QueryFilter = Annotated[SearchFilter, Depends(query_filter)]
+
+
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
@@ -96,17 +111,11 @@ def text_search(
     q: Annotated[
         str, Query(min_length=1, max_length=200, description="words in titles, categories, attributes")
     ],
+    wanted: QueryFilter,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-    category: Annotated[str | None, Query(max_length=200)] = None,
-    min_price: Annotated[float | None, Query(ge=0)] = None,
-    max_price: Annotated[float | None, Query(ge=0)] = None,
 ) -> SearchResponse:
     """Text search (SQLite FTS5, bm25): every word must match; prefixes count ("dre" finds "dress")."""
     started = time.perf_counter()
-    try:
-        wanted = SearchFilter(category or None, min_price, max_price)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_filter", str(exc)) from exc
     results = [SearchResult.from_product(t.product, t.score) for t in store.text_search(q, k, wanted)]
     return SearchResponse(results=results, ranking="text", took_ms=_ms_since(started))
 
@@ -120,17 +129,11 @@ def similar(
     store: StoreDep,
     thresholds: ThresholdsDep,
     product_id: ProductId,
+    wanted: QueryFilter,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many products to return")] = 10,
-    category: Annotated[str | None, Query(max_length=200)] = None,
-    min_price: Annotated[float | None, Query(ge=0)] = None,
-    max_price: Annotated[float | None, Query(ge=0)] = None,
 ) -> SearchResponse:
     """More like this: the products most similar to any photo of a stored product (no upload)."""
     started = time.perf_counter()
-    try:
-        wanted = SearchFilter(category or None, min_price, max_price)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_filter", str(exc)) from exc
     hits = store.similar(product_id, k, wanted)
     if hits is None:
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
