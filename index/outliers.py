@@ -41,14 +41,7 @@ def outlier_scores(store: ProductStore, k: int = 10, top: int = 20, batch: int =
         return []
     all_ids, all_scores = np.concatenate(image_ids), np.concatenate(scores)
     order = np.argsort(-all_scores, kind="stable")[:top]
-    owners = {
-        r["id"]: (r["product_id"], r["sku"])
-        for r in store.db.rows_in(
-            "SELECT i.id, i.product_id, p.sku FROM images i JOIN products p ON p.id = i.product_id"
-            " WHERE i.id IN ({})",
-            [int(i) for i in all_ids[order]],
-        )
-    }
+    owners = store.image_owners(all_ids[order])
     return [
         Outlier(int(all_ids[i]), *owners[int(all_ids[i])], round(float(all_scores[i]), 6))
         for i in order

@@ -438,7 +438,7 @@ class ProductStore:
         with self._vectors_lock.read():
             scores, ids = self._vectors.search(stacked, 8) if self._vectors.live_count else (None, None)
         if ids is not None and scores is not None:
-            owners = self._image_owners(ids)
+            owners = self.image_owners(ids)
             for row, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
                 for score, image_id in zip(row_scores, row_ids, strict=True):
                     pid_sku = owners.get(int(image_id))
@@ -470,7 +470,7 @@ class ProductStore:
             skus[owner[row]], row - first_row, other[0], other[1], image_id, round(float(score), 6)
         )
 
-    def _image_owners(self, ids: np.ndarray) -> dict[int, tuple[int, str]]:
+    def image_owners(self, ids: np.ndarray) -> dict[int, tuple[int, str]]:
         """image id -> (product id, sku) for the valid ids in ``ids``."""
         wanted = sorted({int(i) for i in ids.flat if i >= 0})
         return {
@@ -777,7 +777,7 @@ class ProductStore:
                 scores, ids = self._vectors.search(queries, fetch, allowed if inside else None)
             if allowed is not None and not inside:
                 ids = np.where(np.isin(ids, allowed), ids, -1)
-            owners = self._image_owners(ids)
+            owners = self.image_owners(ids)
             best: list[dict[int, tuple[float, int]]] = []
             for row_scores, row_ids in zip(scores, ids, strict=True):
                 per_product: dict[int, tuple[float, int]] = {}

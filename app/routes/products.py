@@ -59,11 +59,11 @@ MAX_IMAGES = 20  # per product and per request
 
 
 async def _embed_all(
-    embedder: Embedder, uploads: list[UploadFile], max_bytes: int
+    embedder: Embedder, uploads: list[UploadFile], max_bytes: int, limit: int = MAX_IMAGES
 ) -> tuple[tuple[bytes, ...], np.ndarray]:
     """Read and embed every upload (together, so they share encoder batches) -> (bytes, (N, D))."""
-    if not 1 <= len(uploads) <= MAX_IMAGES:
-        raise ApiError(422, "invalid_request", f"send between 1 and {MAX_IMAGES} images")
+    if not 1 <= len(uploads) <= limit:
+        raise ApiError(422, "invalid_request", f"send between 1 and {limit} images")
     data = [await read_upload(u, max_bytes) for u in uploads]
     vectors = await asyncio.gather(*(embed_upload(embedder, d) for d in data))
     return tuple(data), np.stack([np.asarray(v) for v in vectors])
@@ -175,10 +175,11 @@ async def add_products(
     )
     if taken:
         raise ApiError(409, "duplicate_sku", f"these skus exist or repeat: {taken[:10]}", details=taken)
-    data = {name: await read_upload(u, settings.max_upload_bytes) for name, u in uploads.items()}
-    vectors = dict(
-        zip(data, await asyncio.gather(*(embed_upload(embedder, d) for d in data.values())), strict=True)
+    blobs, embedded = await _embed_all(
+        embedder, list(uploads.values()), settings.max_upload_bytes, MAX_BATCH_IMAGES
     )
+    data = dict(zip(uploads, blobs, strict=True))
+    vectors = dict(zip(uploads, embedded, strict=True))
     new = [
         NewProduct(
             i.sku,
@@ -187,7 +188,7 @@ async def add_products(
             i.price,
             i.attributes,
             tuple(data[n] for n in i.images),
-            np.stack([np.asarray(vectors[n]) for n in i.images]),
+            np.stack([vectors[n] for n in i.images]),
         )
         for i in items
     ]
