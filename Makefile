@@ -9,7 +9,7 @@ DEMO_ENCODER ?= demo/encoder.pt
 DEMO_STORE ?= .demo-store/$(shell sha256sum $(DEMO_ENCODER) 2>/dev/null | cut -c1-12)
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint run demo-store clean
+.PHONY: install system-deps test lint run demo-store clean
 
 # The virtual environment is made from nothing; the stamp re-installs when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -26,7 +26,20 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint
+# The browser tests drive Debian's Chromium; the PostgreSQL tests start their own server with
+# initdb/postgres. Both come from Debian's packages, installed only when missing.
+PG_BINDIR ?= $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+system-deps:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -n "$(PG_BINDIR)" || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 
 # Resumable: a finished store is checked and left as it is, an interrupted one is completed.
