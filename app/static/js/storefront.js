@@ -124,15 +124,16 @@ function showSimilar(id, title) {
   show({ kind: "similar", id, title }, { focus: true });
 }
 
-function searchPhoto() {
+/** Search with the photo; ``focus`` moves the keyboard focus to the results when they come. */
+function searchPhoto(focus = true) {
   if (!state.photo) return;
   state.searchedCrop = cropper.toField();
-  show({ kind: "photo" }, { focus: true });
+  show({ kind: "photo" }, { focus });
 }
 
-/** After the crop box moved: search again, unless it ended where it was. */
+/** After the crop box moved: search again, unless it ended where it was; the focus stays on the box. */
 function searchAfterCrop() {
-  if (state.photo && cropper.toField() !== state.searchedCrop) searchPhoto();
+  if (state.photo && cropper.toField() !== state.searchedCrop) searchPhoto(false);
 }
 
 /** A new photo: preview it with the crop box over the whole photo, and search with it. */
@@ -187,9 +188,9 @@ function setUpPhotoInputs() {
   cropper = new Cropper(byId("crop-stage"), byId("crop-box"), () => {});
   byId("crop-box").addEventListener("pointerup", searchAfterCrop);
   byId("crop-box").addEventListener("keyup", (e) => { if (e.key.startsWith("Arrow")) searchAfterCrop(); });
-  byId("crop-reset").addEventListener("click", () => { cropper.reset(); searchPhoto(); });
+  byId("crop-reset").addEventListener("click", () => { cropper.reset(); searchPhoto(false); });
   byId("photo-clear").addEventListener("click", clearPhoto);
-  byId("search-button").addEventListener("click", searchPhoto);
+  byId("search-button").addEventListener("click", () => searchPhoto());
 }
 
 function setUpFilters() {
