@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from app.config import Settings
 from app.embedder import Embedder
 from app.errors import ApiError
-from index import ProductStore
+from app.runtime import Runtime
+from index import ProductStore, SearchFilter
 from index.calibration import MatchThresholds
 
 
@@ -18,16 +20,27 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ProductStore:
-    return request.app.state.store
+async def get_runtime(request: Request) -> AsyncIterator[Runtime]:
+    """The encoder + store pair current when the request starts, leased until its answer is sent:
+    a reload meanwhile (POST /admin/reload) never mixes the old pair with the new one."""
+    runtime: Runtime = request.app.state.runtime
+    with runtime.lease():
+        yield runtime
 
 
-def get_embedder(request: Request) -> Embedder:
-    return request.app.state.embedder
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_thresholds(request: Request) -> MatchThresholds | None:
-    return getattr(request.app.state, "thresholds", None)
+async def get_store(runtime: RuntimeDep) -> ProductStore:
+    return runtime.store
+
+
+async def get_embedder(runtime: RuntimeDep) -> Embedder:
+    return runtime.embedder
+
+
+async def get_thresholds(runtime: RuntimeDep) -> MatchThresholds | None:
+    return runtime.thresholds
 
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not a crash
@@ -65,3 +78,18 @@ def require_api_key(
 
 
 ApiKeyDep = Depends(require_api_key)
+
+
+def query_filter(
+    category: Annotated[str | None, Query(max_length=200, description="only this category")] = None,
+    min_price: Annotated[float | None, Query(ge=0, description="only products at least this price")] = None,
+    max_price: Annotated[float | None, Query(ge=0, description="only products at most this price")] = None,
+) -> SearchFilter:
+    """The metadata filter of a GET search, from its query parameters; 422 when inconsistent."""
+    try:
+        return SearchFilter(category or None, min_price, max_price)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_filter", str(exc)) from exc
+
+
+QueryFilter = Annotated[SearchFilter, Depends(query_filter)]

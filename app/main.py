@@ -12,76 +12,31 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.concurrency import run_in_threadpool
 
 from app.body_limit import BodySizeLimit
 from app.config import Settings
-from app.embedder import Embedder
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetrics
 from app.request_id import RequestId
-from app.routes import health, products, search
-from encoder import encoder_fingerprint, load_encoder, pick_device
-from index import ProductStore
-from index.calibration import load as load_thresholds
+from app.routes import admin, health, products, search
+from app.swap import Swapper
 
 log = logging.getLogger("lookalike")
 STATIC_DIR = Path(__file__).parent / "static"
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields next to the image
 
 
-def _load(settings: Settings, metrics: Metrics) -> tuple[Embedder, ProductStore]:
-    device = pick_device(settings.device)
-    encoder = load_encoder(settings.encoder_path, map_location=device)
-    store = ProductStore(
-        settings.store_dir,
-        encoder_fingerprint(encoder),
-        encoder.embed_dim,
-        float16=settings.index_float16,
-        duplicate_threshold=settings.duplicate_threshold,
-        duplicate_policy=settings.duplicate_policy,
-    )
-    embedder = Embedder(
-        encoder,
-        store,
-        settings.max_batch_size,
-        settings.max_wait_ms,
-        settings.max_image_pixels,
-        on_batch=metrics.batch_size.observe,
-        max_queue=settings.max_queue,
-        timeout_s=settings.request_timeout_s,
-    )
-    metrics.encoder.info({"fingerprint": encoder_fingerprint(encoder), "arch": encoder.config.arch})
-    metrics.watch(lambda: embedder.batcher.queue_depth, store.count, store.vector_count)
-    log.info(
-        "loaded encoder %s (%s) on %s; store %s holds %d products; index %s",
-        encoder_fingerprint(encoder)[:12],
-        encoder.config.arch,
-        device,
-        settings.store_dir,
-        store.count(),
-        store.index_info()["description"],
-    )
-    return embedder, store
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    embedder, store = await run_in_threadpool(_load, app.state.settings, app.state.metrics)
-    embedder.start()
-    app.state.embedder, app.state.store = embedder, store
-    app.state.thresholds = load_thresholds(store)
-    if app.state.thresholds is None:
-        log.warning(
-            "the store has no match calibration: results carry no match label (lookalike index calibrate)"
-        )
+    swapper = Swapper(app.state, app.state.settings, app.state.metrics)
+    await swapper.start()  # app.state.runtime: the encoder, the store and its thresholds
+    app.state.swapper = swapper
     app.state.ready = True
     try:
         yield
     finally:
         app.state.ready = False  # draining: load balancers stop sending before the store closes
-        await embedder.close()
-        await run_in_threadpool(store.close)
+        await swapper.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -108,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestId)  # outermost: every answer carries the id, 413s and CORS too
-    for module in (search, products, health):
+    for module in (search, products, health, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -119,5 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def storefront() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page() -> FileResponse:
+        """The shop admin's page; it only reads until the admin enters an API key."""
+        return FileResponse(STATIC_DIR / "admin.html")
 
     return app

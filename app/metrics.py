@@ -43,6 +43,12 @@ class Metrics:
         self.products = Gauge("lookalike_catalog_products", "products in the store", registry=self.registry)
         self.vectors = Gauge("lookalike_catalog_vectors", "searchable vectors", registry=self.registry)
         self.encoder = Info("lookalike_encoder", "the encoder being served", registry=self.registry)
+        self.reloads = Counter(
+            "lookalike_reloads",
+            "POST /admin/reload by outcome: swapped, unchanged, refused (nothing switched) or failed",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def watch(
         self, queue_depth: Callable[[], int], products: Callable[[], int], vectors: Callable[[], int]

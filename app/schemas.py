@@ -43,6 +43,11 @@ class ProductOut(BaseModel):
         )
 
 
+class CategoryOut(BaseModel):
+    name: str
+    products: int = Field(description="how many products the category holds")
+
+
 class NearDuplicateOut(BaseModel):
     """A new image that nearly equals an image already in the catalog (or in the same request)."""
 
@@ -149,6 +154,9 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     ranking: Literal["image", "text", "fused"] = Field("image", description="what ordered the results")
     took_ms: float
+    encoder_fingerprint: str | None = Field(
+        None, description="the encoder whose embeddings ranked the photos (as /health reports it)"
+    )
 
 
 class EncoderInfo(BaseModel):
@@ -180,3 +188,37 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class ReloadRequest(BaseModel):
+    """POST /admin/reload: what to serve from now on; a field left out means the configured one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder_path: str | None = Field(
+        None, min_length=1, max_length=4096, description="encoder.pt on the server (LOOKALIKE_ENCODER_PATH)"
+    )
+    store_dir: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="a store built with that encoder, on the server (LOOKALIKE_STORE_DIR)",
+    )
+
+
+class ServedOut(BaseModel):
+    encoder_path: str
+    store_dir: str
+    fingerprint: str = Field(description="the encoder's fingerprint, as /health reports it")
+    arch: str
+    products: int
+
+
+class ReloadResponse(BaseModel):
+    changed: bool = Field(description="false: the request named the encoder and store already served")
+    previous: ServedOut
+    current: ServedOut
+    drained: bool = Field(
+        description="the previous pair's requests had finished and it was closed before this answer"
+    )
+    took_ms: float

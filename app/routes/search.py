@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import EmbedderDep, ProductId, SettingsDep, StoreDep, ThresholdsDep
+from app.deps import EmbedderDep, ProductId, QueryFilter, SettingsDep, StoreDep, ThresholdsDep
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
@@ -72,7 +72,9 @@ async def search(
     hits = [h for h in await search_upload(embedder, data, depth, wanted, region) if h.score >= min_score]
     if not q:
         results = [SearchResult.from_hit(h, thresholds) for h in hits]
-        return SearchResponse(results=results, took_ms=_ms_since(started))
+        return SearchResponse(
+            results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint
+        )
     texts = await run_in_threadpool(store.text_search, q, depth, wanted)
     by_image = {h.product.id: h for h in hits}
     by_text = {t.product.id: t.product for t in texts}
@@ -83,22 +85,9 @@ async def search(
         else SearchResult.from_product(by_text[pid], score)
         for pid, score in fused
     ]
-    return SearchResponse(results=results, ranking="fused", took_ms=_ms_since(started))
-
-
-def query_filter(
-    category: Annotated[str | None, Query(max_length=200, description="only this category")] = None,
-    min_price: Annotated[float | None, Query(ge=0, description="only products at least this price")] = None,
-    max_price: Annotated[float | None, Query(ge=0, description="only products at most this price")] = None,
-) -> SearchFilter:
-    """The metadata filter of a GET search, from its query parameters; 422 when inconsistent."""
-    try:
-        return SearchFilter(category or None, min_price, max_price)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_filter", str(exc)) from exc
-
-
-QueryFilter = Annotated[SearchFilter, Depends(query_filter)]
+    return SearchResponse(
+        results=results, ranking="fused", took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint
+    )
 
 
 def _ms_since(started: float) -> float:
@@ -138,4 +127,4 @@ def similar(
     if hits is None:
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
     results = [SearchResult.from_hit(h, thresholds) for h in hits]
-    return SearchResponse(results=results, took_ms=_ms_since(started))
+    return SearchResponse(results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint)

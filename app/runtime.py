@@ -1,0 +1,144 @@
+"""What a request searches with: one encoder's embedder, the store built with it and the store's
+match thresholds, loaded together and switched together (``app/swap.py``).
+
+A request leases the runtime that is current when it starts and keeps it to its end, so a
+switch never hands one request the new encoder and the old store; the old runtime is closed
+only once its last lease is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from app.config import Settings
+from app.embedder import Embedder
+from app.metrics import Metrics
+from encoder import Encoder, encoder_fingerprint
+from index import ProductStore
+from index.calibration import MatchThresholds
+from index.calibration import load as load_thresholds
+
+log = logging.getLogger("lookalike")
+
+
+def directory_identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of a directory: the same directory under any name or symlink."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class Runtime:
+    """The embedder (encoder + micro-batcher), the store and its thresholds; leased per request."""
+
+    encoder_path: Path
+    store_dir: Path
+    embedder: Embedder
+    store: ProductStore
+    thresholds: MatchThresholds | None
+    store_identity: tuple[int, int]
+    _leases: int = field(default=0, init=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.store.fingerprint
+
+    @property
+    def arch(self) -> str:
+        return self.embedder.encoder.config.arch
+
+    @property
+    def leases(self) -> int:
+        """Requests using this runtime right now."""
+        return self._leases
+
+    @contextmanager
+    def lease(self) -> Iterator[Runtime]:
+        """Hold the runtime for one request (call on the event loop)."""
+        self._leases += 1
+        self._idle.clear()
+        try:
+            yield self
+        finally:
+            self._leases -= 1
+            if self._leases == 0:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once no request holds a lease."""
+        await self._idle.wait()
+
+    def start(self) -> None:
+        """Start the micro-batcher on the running event loop."""
+        self.embedder.start()
+
+    def publish(self, metrics: Metrics) -> None:
+        """Point the encoder info and the scrape-time gauges at this runtime."""
+        metrics.encoder.info({"fingerprint": self.fingerprint, "arch": self.arch})
+        metrics.watch(lambda: self.embedder.batcher.queue_depth, self.store.count, self.store.vector_count)
+
+    async def close(self) -> None:
+        """Stop the batcher, then write the final snapshot and close SQLite (off the event loop)."""
+        await self.embedder.close()
+        await run_in_threadpool(self.store.close)
+
+
+def open_runtime(
+    settings: Settings, encoder: Encoder, encoder_path: Path, store_dir: Path, metrics: Metrics
+) -> Runtime:
+    """Open ``store_dir`` for ``encoder`` (blocking: call off the event loop).
+
+    Raises ``EncoderMismatchError`` when the store was built with another encoder; a missing
+    directory becomes a new empty store, so callers that want an existing one check first.
+    """
+    fingerprint = encoder_fingerprint(encoder)
+    store = ProductStore(
+        store_dir,
+        fingerprint,
+        encoder.embed_dim,
+        float16=settings.index_float16,
+        duplicate_threshold=settings.duplicate_threshold,
+        duplicate_policy=settings.duplicate_policy,
+    )
+    try:
+        embedder = Embedder(
+            encoder,
+            store,
+            settings.max_batch_size,
+            settings.max_wait_ms,
+            settings.max_image_pixels,
+            on_batch=metrics.batch_size.observe,
+            max_queue=settings.max_queue,
+            timeout_s=settings.request_timeout_s,
+        )
+        thresholds = load_thresholds(store)
+    except BaseException:
+        store.close()
+        raise
+    if thresholds is None:
+        log.warning(
+            "the store %s has no match calibration: results carry no match label (lookalike index calibrate)",
+            store_dir,
+        )
+    log.info(
+        "loaded encoder %s (%s) on %s; store %s holds %d products; index %s",
+        fingerprint[:12],
+        encoder.config.arch,
+        embedder.device,
+        store_dir,
+        store.count(),
+        store.index_info()["description"],
+    )
+    return Runtime(encoder_path, store_dir, embedder, store, thresholds, directory_identity(store_dir))
