@@ -1,4 +1,4 @@
-"""``lookalike index rebuild|check|outliers|calibrate|info``: look after a product store."""
+"""``lookalike index rebuild|check|outliers|calibrate|info|backup``: look after a product store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from encoder import encoder_fingerprint, load_encoder
+from index.backup import backup_store
 from index.calibration import MatchThresholds, calibrate, recalibrate_other
 from index.calibration import load as load_thresholds
 from index.check import check_store
@@ -36,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     calibrate.add_argument("--encoder", required=True, help="the store's encoder.pt")
     calibrate.add_argument("--sample", type=int, default=200, help="catalog photos to alter and embed")
     actions.add_parser("info", help="what the store holds and which index serves it")
+    backup = actions.add_parser(
+        "backup", help="copy the store while it serves: SQLite online backup, FAISS snapshot, image files"
+    )
+    backup.add_argument("--store", required=True, help="store directory")
+    backup.add_argument("--to", required=True, help="new directory for the copy (absent or empty)")
     for sub in (rebuild, check, outliers, calibrate, actions.choices["info"]):
         sub.add_argument("--store", required=True, help="store directory")
 
@@ -49,7 +55,14 @@ def describe_thresholds(t: MatchThresholds) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run one action; the exit status is 1 when ``check`` finds problems."""
+    """Run one action; the exit status is 1 when ``check`` finds problems, or ``backup`` copied
+    image files whose sha256 is not the recorded one."""
+    if args.action == "backup":
+        report = backup_store(args.store, args.to)
+        for rel in report.damaged:
+            print(f"damaged in the store (copied as it is): {rel} does not match its sha256")
+        print(f"{report.summary()} -> {args.to}")
+        return 1 if report.damaged else 0
     if not (Path(args.store) / ProductStore.DB_NAME).exists():
         raise FileNotFoundError(f"{args.store} holds no product store")
     with ProductStore(args.store) as store:

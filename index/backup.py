@@ -1,0 +1,123 @@
+"""``lookalike index backup``: a consistent copy of a store while it serves.
+
+Order matters, because the server may write meanwhile:
+
+1. the FAISS snapshot first (written by rename, so the copy is one whole version), which is
+   never newer than the SQLite copy that follows: opening the backup replays the newer changes;
+2. SQLite through its online backup API: one consistent state, including what is still in the
+   write-ahead log, while the server goes on reading and writing;
+3. the image files that copy refers to (named by their sha256, never rewritten), each checked.
+
+The copy is assembled next to the destination and renamed into place at the end, so a failed
+backup leaves no half store behind. The result is a store directory: serve it or check it with
+``lookalike index check --store DIR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from index.store import ProductStore
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    products: int
+    images: int
+    bytes: int  # image files and database copied
+    snapshot: bool  # a FAISS snapshot was copied (else the backup rebuilds it when first opened)
+    seconds: float
+    damaged: list[str] = field(default_factory=list)  # source files whose sha256 is not the recorded one
+
+    def summary(self) -> str:
+        return (
+            f"backed up {self.products:,} products, {self.images:,} image files, "
+            f"{self.bytes / 2**20:,.1f} MiB{', FAISS snapshot' if self.snapshot else ''} "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def _copy_checked(source: Path, target: Path, content_hash: str) -> tuple[int, bool]:
+    """Copy one image file; (bytes, whether its sha256 is the recorded one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as src, target.open("wb") as dst:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+    shutil.copystat(source, target)
+    return size, digest.hexdigest() == content_hash
+
+
+def _backup_sqlite(source: Path, target: Path) -> None:
+    src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)  # all pages in one step: one consistent state
+        dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        problems = [r[0] for r in dst.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        if problems:
+            found = "; ".join(problems[:5])
+            raise ValueError(f"the copy of {source} fails SQLite's integrity check: {found}")
+    finally:
+        dst.close()
+        src.close()
+
+
+def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport:
+    """Copy the store at ``store_dir`` into the new directory ``destination`` (absent or empty).
+
+    Raises ``FileNotFoundError`` when there is no store, ``ValueError`` when the destination holds
+    anything or an image file vanished during the copy (deleted meanwhile: run it again).
+    """
+    started = time.perf_counter()
+    source, dest = Path(store_dir), Path(destination)
+    database = source / ProductStore.DB_NAME
+    if not database.is_file():
+        raise FileNotFoundError(f"{source} holds no product store (no {ProductStore.DB_NAME})")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"{dest} exists and is not an empty directory; back up into a new one")
+    if dest.resolve().is_relative_to(source.resolve()):
+        raise ValueError(f"{dest} is inside the store {source}; back up somewhere else")
+    partial = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # an earlier attempt that died
+    partial.mkdir(parents=True)
+    try:
+        snapshot = source / ProductStore.SNAPSHOT_NAME
+        has_snapshot = snapshot.is_file()
+        if has_snapshot:
+            shutil.copy2(snapshot, partial / ProductStore.SNAPSHOT_NAME)
+        _backup_sqlite(database, partial / ProductStore.DB_NAME)
+        with closing(sqlite3.connect(partial / ProductStore.DB_NAME)) as copy:
+            files = copy.execute("SELECT DISTINCT path, content_hash FROM images").fetchall()
+            products = copy.execute("SELECT count(*) FROM products").fetchone()[0]
+        total, damaged, vanished = (partial / ProductStore.DB_NAME).stat().st_size, [], []
+        for rel, content_hash in files:
+            if not (source / rel).is_file():
+                vanished.append(rel)
+                continue
+            size, sound = _copy_checked(source / rel, partial / rel, content_hash)
+            total += size
+            if not sound:
+                damaged.append(rel)
+        if vanished:
+            raise ValueError(
+                f"{len(vanished)} image file(s) disappeared during the backup (e.g. {vanished[0]}): "
+                "deleted while it ran, or missing from the store (lookalike index check); run it again"
+            )
+        if dest.exists():
+            dest.rmdir()
+        partial.rename(dest)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return BackupReport(products, len(files), total, has_snapshot, time.perf_counter() - started, damaged)
