@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True, help="folder (<category>/<sku>.jpg) or CSV")
     parser.add_argument("--encoder", required=True, help="encoder.pt from `lookalike train`")
     parser.add_argument("--store", required=True, help="store directory (created if missing)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LOOKALIKE_DATABASE_URL") or None,
+        help="postgresql://... keeps the catalog in PostgreSQL (default: LOOKALIKE_DATABASE_URL; SQLite)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="products per forward pass")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="auto")
@@ -161,7 +167,12 @@ def embed_catalog(
 def main(args: argparse.Namespace) -> ProductStore:
     device = pick_device(args.device)
     encoder = load_encoder(args.encoder, map_location=device)
-    store = ProductStore(Path(args.store), encoder_fingerprint(encoder), encoder.config.embed_dim)
+    store = ProductStore(
+        Path(args.store),
+        encoder_fingerprint(encoder),
+        encoder.config.embed_dim,
+        database_url=args.database_url,
+    )
     items = read_catalog(args.catalog)
     done = store.existing_skus(i.sku for i in items)
     todo = [i for i in items if i.sku not in done]

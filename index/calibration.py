@@ -25,6 +25,7 @@ import torch
 from PIL import Image, ImageEnhance
 
 from encoder import Encoder, Preprocessor
+from index.records import ProductImage
 from index.store import ProductStore
 
 Match = Literal["strong", "weak", "none"]
@@ -60,7 +61,7 @@ def same_product_scores(
     encoder: Encoder, store: ProductStore, sample: int = 200, seed: int = 0
 ) -> np.ndarray:
     """Cosine of sampled catalog photos to each of their altered copies: (sample * 3,)."""
-    rows = store.db.query("SELECT id, path, embedding FROM images")
+    rows = store.db.query("SELECT id, content_hash, path, embedding FROM images")
     if not rows:
         return np.zeros(0, np.float32)
     rng = np.random.default_rng(seed)
@@ -71,7 +72,8 @@ def same_product_scores(
         chunk = picked[start : start + 32]
         pixels, owners = [], []
         for j, r in enumerate(chunk):
-            for copy in altered_copies((store.directory / r["path"]).read_bytes()):
+            image = ProductImage(r["id"], r["content_hash"], r["path"])
+            for copy in altered_copies(store.image_file(image).read_bytes()):
                 out = io.BytesIO()
                 copy.save(out, "PNG")
                 pixels.append(preprocess(out.getvalue()))

@@ -6,22 +6,20 @@ import hashlib
 
 import numpy as np
 
+from index.records import ProductImage
 from index.store import ProductStore
 from index.vectors import SnapshotError, read_snapshot
 
 
 def check_store(store: ProductStore, verify_files: bool = True) -> list[str]:
-    """Every problem found, one sentence each; an empty list means the store is sound.
+    """Every problem found, one sentence each; an empty list means the store is sound. (With
+    PostgreSQL, image files missing here are fetched from the database first.)
 
     Meant for a store no other process writes to meanwhile (a write racing the check can show
     up as a passing disagreement between SQLite and FAISS).
     """
     db = store.db
-    problems = [f"sqlite: {r[0]}" for r in db.query("PRAGMA integrity_check") if r[0] != "ok"]
-    problems += [
-        f"sqlite: row {r[1]} of {r[0]} points at a missing {r[2]}"
-        for r in db.query("PRAGMA foreign_key_check")
-    ]
+    problems = db.integrity_problems()
     images = db.query(
         "SELECT i.id, i.content_hash, i.path, i.fingerprint, length(i.embedding) AS n FROM images i"
     )
@@ -33,7 +31,7 @@ def check_store(store: ProductStore, verify_files: bool = True) -> list[str]:
                 f"image {r['id']}: embedded by encoder {r['fingerprint'][:12]}, "
                 f"the store's is {store.fingerprint[:12]}"
             )
-        path = store.directory / r["path"]
+        path = store.image_file(ProductImage(r["id"], r["content_hash"], r["path"]))
         if not path.is_file():
             problems.append(f"image {r['id']}: file {r['path']} is missing")
         elif verify_files and hashlib.sha256(path.read_bytes()).hexdigest() != r["content_hash"]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +35,9 @@ class SearchFilter:
             and not self.attributes
         )
 
-    def where(self, alias: str = "p") -> tuple[str, list[Any]]:
-        """A SQL condition on the products table (as ``alias``) and its parameters."""
+    def where(self, alias: str = "p", dialect: str = "sqlite") -> tuple[str, list[Any]]:
+        """A SQL condition on the products table (as ``alias``) and its parameters, for the
+        ``sqlite`` or ``postgresql`` dialect (``Database.dialect``)."""
         clauses: list[str] = []
         params: list[Any] = []
         if self.category is not None:
@@ -47,6 +50,9 @@ class SearchFilter:
             clauses.append(f"{alias}.price <= ?")
             params.append(self.max_price)
         for key, value in sorted(self.attributes.items()):
+            if dialect == "postgresql":
+                clauses.append(_jsonb_equals(alias, key, value, params))
+                continue
             # json_each matches the key exactly (any characters) and the JSON type with the value:
             # 1 never matches true, "1" never matches 1
             args: list[Any]
@@ -60,4 +66,13 @@ class SearchFilter:
                 test, args = "type IN ('integer', 'real') AND value = ?", [value]
             clauses.append(f"EXISTS (SELECT 1 FROM json_each({alias}.attributes) WHERE key = ? AND {test})")
             params += [key, *args]
-        return (" AND ".join(clauses) or "1"), params
+        return (" AND ".join(clauses) or "TRUE"), params
+
+
+def _jsonb_equals(alias: str, key: str, value: Scalar, params: list[Any]) -> str:
+    """PostgreSQL: ``{key: value} <@ attributes`` holds for a scalar exactly when the key is there
+    with that JSON type and value (1 = 1.0, but 1 != true, "1" != 1), as json_each on SQLite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "FALSE"  # jsonb holds no NaN or infinity
+    params.append(json.dumps({key: value}))
+    return f"{alias}.attributes @> ?::jsonb"

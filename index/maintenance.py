@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     backup.add_argument("--to", required=True, help="new directory for the copy (absent or empty)")
     for sub in (rebuild, check, outliers, calibrate, actions.choices["info"]):
         sub.add_argument("--store", required=True, help="store directory")
+        sub.add_argument(
+            "--database-url",
+            default=os.environ.get("LOOKALIKE_DATABASE_URL") or None,
+            help="postgresql://... when the catalog is in PostgreSQL (default: LOOKALIKE_DATABASE_URL)",
+        )
 
 
 def describe_thresholds(t: MatchThresholds) -> str:
@@ -63,9 +69,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"damaged in the store (copied as it is): {rel} does not match its sha256")
         print(f"{report.summary()} -> {args.to}")
         return 1 if report.damaged else 0
-    if not (Path(args.store) / ProductStore.DB_NAME).exists():
+    url = args.database_url
+    if not url and not (Path(args.store) / ProductStore.DB_NAME).exists():
         raise FileNotFoundError(f"{args.store} holds no product store")
-    with ProductStore(args.store) as store:
+    with ProductStore(args.store, database_url=url) as store:
         if args.action == "rebuild":
             print(store.rebuild(args.type, args.memory_budget_mb << 20).summary())
             if (thresholds := recalibrate_other(store)) is not None:

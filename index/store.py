@@ -1,10 +1,12 @@
-"""ProductStore: the catalog's source of truth (SQLite) and its search cache (FAISS).
+"""ProductStore: the catalog's source of truth (SQLite, or PostgreSQL) and its search cache (FAISS).
 
-Lock discipline: one writer at a time (``_write_lock``) does its SQLite commit, then the FAISS
-update; searches share the FAISS index under a readers-writer lock; SQLite statements run under
-the database's own lock. A write is acknowledged only after its commit, and every change to the
-vector set is logged in ``changes`` in the same transaction, so a crash afterwards loses nothing:
-start-up loads the FAISS snapshot and replays the newer changes.
+Lock discipline: one writer at a time (``_write_lock``, and the database's writer lock across
+processes) does its commit, then the FAISS update; searches share the FAISS index under a
+readers-writer lock; SQL statements run under the database's own lock. A write is acknowledged
+only after its commit, and every change to the vector set is logged in ``changes`` in the same
+transaction, so a crash afterwards loses nothing: start-up loads the FAISS snapshot and replays
+the newer changes. FAISS applies changes from the log only, so several stores (server replicas)
+sharing one PostgreSQL database stay in step by calling ``sync()`` now and then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,7 +31,8 @@ import numpy as np
 from encoder import sniff_format
 from encoder.atomic import atomic_write
 from index import ann
-from index.db import Database
+from index.changes import ChangeBatch, decode_embeddings, read_changes
+from index.db import Queries, Transaction, open_database
 from index.filters import SearchFilter
 from index.records import (
     AddResult,
@@ -45,6 +47,7 @@ from index.records import (
     TextHit,
 )
 from index.rwlock import ReadWriteLock
+from index.sync import ChangeFollower
 from index.vectors import SnapshotError, VectorIndex, read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
@@ -61,17 +64,6 @@ def _now() -> str:
 def _id_map(index: Any) -> set[int]:
     """The ids an ``IndexIDMap2`` holds."""
     return set(faiss.vector_to_array(index.id_map).tolist())
-
-
-def _decode_embeddings(ids: Sequence[int], blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    """Stored float32 blobs -> (N, dim); a blob of another size is damage, named with its image."""
-    for image_id, blob in zip(ids, blobs, strict=True):
-        if len(blob) != 4 * dim:
-            raise ValueError(
-                f"image {image_id}: stored embedding has {len(blob)} bytes, not {4 * dim}; "
-                "run `lookalike index check` on this store"
-            )
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
 
 
 @dataclass(frozen=True)
@@ -95,6 +87,11 @@ class ProductStore:
     ``fingerprint``/``dim`` name the encoder whose embeddings this store holds. A new store
     records them; an existing one refuses a different fingerprint. Pass ``None`` to open an
     existing store with whatever encoder it was built with.
+
+    ``database_url`` (``postgresql://...``) keeps the catalog in PostgreSQL instead of the SQLite
+    file in ``directory``; ``directory`` then holds only this process's FAISS snapshot and a cache
+    of the image files (their bytes are in the database). ``sync_interval_s`` starts a thread that
+    applies other processes' writes every so many seconds (``sync()``) until ``close()``.
     """
 
     DB_NAME = "catalog.sqlite3"
@@ -112,10 +109,12 @@ class ProductStore:
         force_tombstones: bool = False,
         duplicate_threshold: float = 0.9,
         duplicate_policy: DuplicatePolicy = "report",
+        database_url: str | None = None,
+        sync_interval_s: float | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.directory / self.DB_NAME)
+        self.db = open_database(self.directory / self.DB_NAME, database_url)
         self._write_lock = threading.Lock()
         self._vectors_lock = ReadWriteLock()
         self.fingerprint, self.dim = self._check_encoder(fingerprint, dim)
@@ -127,16 +126,20 @@ class ProductStore:
         self.duplicate_threshold, self.duplicate_policy = duplicate_threshold, duplicate_policy
         for stale in self.directory.glob(f".{self.SNAPSHOT_NAME}.*.tmp"):
             stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
-        self._vectors, self._snapshot_seq = self._load_vectors()
-        self._applied_seq = self._last_seq()
+        self._vectors, self._snapshot_seq, self._applied_seq = self._load_vectors()
+        self._follower = ChangeFollower(self.sync, sync_interval_s).start() if sync_interval_s else None
 
     # ----------------------------------------------------------------- set-up
     def _check_encoder(self, fingerprint: str | None, dim: int | None) -> tuple[str, int]:
         meta = self._meta()
         if not meta:
             if fingerprint is None or dim is None:
-                raise ValueError(f"{self.directory} holds no store yet; give the encoder fingerprint and dim")
+                raise ValueError(
+                    f"{self.db.location} holds no store yet; give the encoder fingerprint and dim"
+                )
             with self.db.transaction() as db:
+                if db.execute("SELECT 1 FROM meta").fetchall():  # another process made it meanwhile
+                    return self._check_encoder(fingerprint, dim)
                 db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
                     [
@@ -149,7 +152,7 @@ class ProductStore:
             return fingerprint, dim
         if fingerprint is not None and fingerprint != meta["fingerprint"]:
             raise EncoderMismatchError(
-                f"{self.directory} was built with encoder {meta['fingerprint'][:12]}, not "
+                f"{self.db.location} was built with encoder {meta['fingerprint'][:12]}, not "
                 f"{fingerprint[:12]}; re-embed the catalog into a new store with "
                 "`lookalike build --catalog ... --encoder NEW.pt --store NEW_DIR` and switch to it"
             )
@@ -161,8 +164,8 @@ class ProductStore:
         """A store made before text search existed gets its text index filled once."""
         if "text_index" not in self._meta():
             with self.db.transaction() as db:
-                db.execute("INSERT INTO products_text (products_text) VALUES ('rebuild')")
-                db.execute("INSERT INTO meta VALUES ('text_index', '1')")
+                self.db.rebuild_text_index(db)
+                db.execute("INSERT INTO meta VALUES ('text_index', '1') ON CONFLICT (key) DO NOTHING")
 
     def _meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.db.query("SELECT key, value FROM meta")}
@@ -177,35 +180,41 @@ class ProductStore:
     def set_meta(self, key: str, value: str) -> None:
         """Keep a small named value with the store (e.g. calibration figures)."""
         with self.db.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def get_meta(self, key: str) -> str | None:
         return self._meta().get(key)
 
-    def _last_seq(self) -> int:
-        return int(self.db.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes"))
+    def _last_seq(self, read: Queries | None = None) -> int:
+        return int((read or self.db).scalar("SELECT COALESCE(MAX(seq), 0) FROM changes"))
 
     def _wrap(self, cpu_index: faiss.Index, index_type: str, tombstones: Iterable[int] = ()) -> VectorIndex:
         return VectorIndex(
             cpu_index, index_type, tombstones, self.use_gpu, self.float16, self.force_tombstones
         )
 
-    def _load_vectors(self) -> tuple[VectorIndex, int]:
-        """The snapshot plus the newer changes; a rebuild from SQLite when it is unusable or wrong."""
+    def _load_vectors(self) -> tuple[VectorIndex, int, int]:
+        """(index, seq of the snapshot it was loaded from or 0, seq of the last change it holds):
+        the snapshot plus the newer changes; a rebuild from the database when it is unusable or wrong."""
         path = self.directory / self.SNAPSHOT_NAME
-        index_type, last_seq = self.index_type, self._last_seq()
+        index_type = self.index_type
         if path.exists():
             try:
                 cpu, tombstones, seq = read_snapshot(path)
-                if cpu.d != self.dim or seq > last_seq:
-                    raise SnapshotError(f"{path} does not belong to this store")
                 vectors = self._wrap(cpu, index_type, tombstones)
-                self._replay(vectors, seq)
-                if self._holds_exactly_the_stored_images(cpu, vectors.tombstones):
-                    return vectors, seq
-                log.warning("FAISS snapshot and SQLite disagree on the image ids: rebuilding")
+                with self.db.snapshot() as read:
+                    if cpu.d != self.dim or seq > self._last_seq(read):
+                        raise SnapshotError(f"{path} does not belong to this store")
+                    changes = read_changes(read, seq, self.dim)
+                    changes.apply_to(vectors)
+                    if self._holds_exactly_the_stored_images(vectors, read):
+                        return vectors, seq, changes.last_seq
+                log.warning("FAISS snapshot and the database disagree on the image ids: rebuilding")
             except SnapshotError as exc:
-                log.warning("ignoring FAISS snapshot, rebuilding from SQLite: %s", exc)
+                log.warning("ignoring FAISS snapshot, rebuilding from the database: %s", exc)
         ids, vectors_np, seq = self._read_all_embeddings()
         try:
             cpu = self._new_index(index_type, ids, vectors_np)
@@ -215,51 +224,28 @@ class ProductStore:
             index_type = "Flat"
             self._set_index_type(index_type)
         vectors = self._wrap(cpu, index_type)
-        self._replay(vectors, seq)
-        return vectors, 0
+        with self.db.snapshot() as read:
+            changes = read_changes(read, seq, self.dim)
+        changes.apply_to(vectors)
+        return vectors, 0, changes.last_seq
 
-    def _holds_exactly_the_stored_images(self, cpu: faiss.Index, tombstones: set[int]) -> bool:
-        held = _id_map(cpu) - tombstones
-        return held == {r["id"] for r in self.db.query("SELECT id FROM images")}
+    def _holds_exactly_the_stored_images(self, vectors: VectorIndex, read: Queries) -> bool:
+        held = _id_map(vectors.cpu_index()) - vectors.tombstones
+        return held == {r["id"] for r in read.query("SELECT id FROM images")}
 
-    def _replay(self, vectors: VectorIndex, after_seq: int) -> None:
-        """Apply the logged changes newer than ``after_seq`` to ``vectors``."""
-        pending: dict[int, None] = {}  # added image ids, in order
-        removed: list[int] = []
-        for change in self.db.query(
-            "SELECT op, image_id FROM changes WHERE seq > ? ORDER BY seq", (after_seq,)
-        ):
-            image_id = change["image_id"]
-            if change["op"] == "add":
-                pending[image_id] = None
-            elif image_id in pending:
-                del pending[image_id]
-            else:
-                removed.append(image_id)
-        vectors.remove(removed)
-        rows = self.db.rows_in("SELECT id, embedding FROM images WHERE id IN ({}) ORDER BY id", list(pending))
-        if rows:
-            vectors.add(np.array([r["id"] for r in rows], dtype=np.int64), self._decode(rows))
-
-    def _decode(self, rows: Sequence[sqlite3.Row]) -> np.ndarray:
+    def _decode(self, rows: Sequence[Any]) -> np.ndarray:
         """The (N, D) embeddings of ``rows`` (with ``id`` and ``embedding`` columns)."""
-        return _decode_embeddings([r["id"] for r in rows], [r["embedding"] for r in rows], self.dim)
+        return decode_embeddings([r["id"] for r in rows], [bytes(r["embedding"]) for r in rows], self.dim)
 
     def _read_all_embeddings(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(ids (N,), embeddings (N, D), seq) read in one transaction on a separate connection,
-        so writers and searches go on meanwhile (WAL readers see a consistent snapshot)."""
-        conn = sqlite3.connect(self.directory / self.DB_NAME)
-        try:
-            conn.execute("BEGIN")
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-            ids, blobs = [], []
-            for image_id, blob in conn.execute("SELECT id, embedding FROM images ORDER BY id"):
-                ids.append(image_id)
-                blobs.append(blob)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        return np.array(ids, dtype=np.int64), _decode_embeddings(ids, blobs, self.dim), int(seq)
+        """(ids (N,), embeddings (N, D), seq) read in one snapshot on a separate connection, so
+        writers and searches go on meanwhile."""
+        with self.db.snapshot(own_connection=True) as read:
+            seq = self._last_seq(read)
+            rows = read.query("SELECT id, embedding FROM images ORDER BY id")
+        ids = [r["id"] for r in rows]
+        blobs = [bytes(r["embedding"]) for r in rows]
+        return np.array(ids, dtype=np.int64), decode_embeddings(ids, blobs, self.dim), seq
 
     def _new_index(self, index_type: str, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
         index = ann.new_index(index_type, self.dim)
@@ -288,11 +274,15 @@ class ProductStore:
                 r["updated_at"],
                 tuple(images[r["id"]]),
             )
-            for r in self.db.rows_in("SELECT * FROM products WHERE id IN ({})", ids)
+            for r in self.db.rows_in(
+                "SELECT id, sku, title, category, price, attributes, created_at, updated_at FROM products"
+                " WHERE id IN ({})",
+                ids,
+            )
         }
 
-    def _write_image_file(self, data: bytes) -> tuple[str, str]:
-        """Store bytes under their sha256 (never a client's name); return (hash, relative path)."""
+    def _write_image_file(self, data: bytes) -> tuple[str, str, bytes]:
+        """Store bytes under their sha256 (never a client's name); return (hash, relative path, bytes)."""
         digest = hashlib.sha256(data).hexdigest()
         ext = {"jpeg": "jpg"}.get(sniff_format(data) or "", sniff_format(data) or "bin")
         rel = f"{self.IMAGES_DIR}/{digest[:2]}/{digest}.{ext}"
@@ -300,22 +290,24 @@ class ProductStore:
         if not target.exists():  # same bytes, same name: a file already there is this one
             with atomic_write(target) as f:
                 f.write(data)
-        return digest, rel
+        return digest, rel, data
 
     @contextmanager
-    def _image_files(self, blobs: Sequence[bytes]) -> Iterator[list[tuple[str, str]]]:
+    def _image_files(self, blobs: Sequence[bytes]) -> Iterator[list[tuple[str, str, bytes]]]:
         """Write the files of a write in progress; when it fails, delete those no row points at.
         The caller holds ``_write_lock``, so no other write can start or stop using these files."""
         files = [self._write_image_file(data) for data in blobs]
         try:
             yield files
         except BaseException:
-            self._drop_unreferenced_files(rel for _, rel in files)
+            self._drop_unreferenced_files(rel for _, rel, _ in files)
             raise
 
     def _drop_unreferenced_files(self, paths: Iterable[str]) -> None:
         """Delete image files no image row points at any more (files are shared by content).
-        Called under ``_write_lock``: a concurrent write could otherwise reuse a file being dropped."""
+        Called under ``_write_lock``: a concurrent write could otherwise reuse a file being dropped.
+        (With PostgreSQL the files here are a cache of the bytes in the database: one another
+        replica drops stays here, and is still right, being named by its content.)"""
         for rel in set(paths):
             if not self.db.scalar("SELECT 1 FROM images WHERE path = ? LIMIT 1", (rel,)):
                 (self.directory / rel).unlink(missing_ok=True)
@@ -332,20 +324,21 @@ class ProductStore:
         return emb
 
     def _insert_images(
-        self, db: sqlite3.Connection, product_id: int, files: Sequence[tuple[str, str]], emb: np.ndarray
+        self, db: Transaction, product_id: int, files: Sequence[tuple[str, str, bytes]], emb: np.ndarray
     ) -> list[int]:
         now, ids = _now(), []
-        for vector, (digest, rel) in zip(emb, files, strict=True):
+        for vector, (digest, rel, data) in zip(emb, files, strict=True):
+            self.db.save_image_bytes(db, rel, data)
             cur = db.execute(
                 "INSERT INTO images (product_id, content_hash, path, embedding, fingerprint, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (product_id, digest, rel, vector.tobytes(), self.fingerprint, now),
             )
-            ids.append(int(cur.lastrowid or 0))
+            ids.append(int(cur.fetchall()[0][0]))
         db.executemany("INSERT INTO changes (op, image_id) VALUES ('add', ?)", [(i,) for i in ids])
         return ids
 
-    def _delete_images(self, db: sqlite3.Connection, image_ids: Sequence[int]) -> list[str]:
+    def _delete_images(self, db: Transaction, image_ids: Sequence[int]) -> list[str]:
         """Delete image rows (logging their removal); return their file paths."""
         paths = [
             r["path"]
@@ -355,19 +348,38 @@ class ProductStore:
         ]
         db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in image_ids])
         db.executemany("INSERT INTO changes (op, image_id) VALUES ('remove', ?)", [(i,) for i in image_ids])
+        self.db.drop_unused_image_bytes(db, paths)
         return paths
 
-    def _apply_vectors(
-        self, added_ids: Sequence[int], added: np.ndarray | None, removed: Sequence[int]
-    ) -> None:
-        """After a commit: the same change to FAISS, then the sequence number and maybe a snapshot."""
+    def _catch_up(self) -> ChangeBatch:
+        """Under ``_write_lock`` (after a commit, or to follow other writers): apply to FAISS every
+        committed change newer than the last one applied, this store's and other processes' alike;
+        then maybe write a snapshot."""
+        with self.db.snapshot() as read:
+            changes = read_changes(read, self._applied_seq, self.dim)
         with self._vectors_lock.write():
-            self._vectors.remove(removed)
-            if added is not None and len(added_ids):
-                self._vectors.add(np.array(added_ids, dtype=np.int64), added)
-        self._applied_seq = self._last_seq()
+            changes.apply_to(self._vectors)
+        self._applied_seq = changes.last_seq
         if self._applied_seq - self._snapshot_seq >= self.snapshot_every:
             self._write_snapshot()
+        return changes
+
+    def sync(self) -> int:
+        """Follow the writes other processes (server replicas sharing the database) committed:
+        apply their changes to this store's FAISS; return how many were applied. One cheap query
+        when there is nothing new."""
+        if self._last_seq() == self._applied_seq:
+            return 0
+        with self._write_lock:
+            changes = self._catch_up()
+        if changes.removed:
+            self._maybe_compact()
+        return len(changes)
+
+    @property
+    def applied_seq(self) -> int:
+        """The last change FAISS holds: equal on replicas that are in step."""
+        return self._applied_seq
 
     # ----------------------------------------------------------------- writes
     def add_product(self, product: NewProduct) -> Product:
@@ -390,12 +402,11 @@ class ProductStore:
         with self._write_lock:
             duplicates = self._near_duplicates(skus, vectors)  # a refusal writes nothing at all
             product_ids: list[int] = []
-            new_ids: list[int] = []
             with self._image_files([data for p in products for data in p.images]) as flat:
                 ends = np.cumsum([len(p.images) for p in products]).tolist()
                 files = [flat[end - len(p.images) : end] for p, end in zip(products, ends, strict=True)]
-                self._insert_products(products, vectors, files, product_ids, new_ids)
-            self._apply_vectors(new_ids, np.concatenate(vectors) if vectors else None, ())
+                self._insert_products(products, vectors, files, product_ids)
+            self._catch_up()
         loaded = self._load_products(product_ids)
         return AddResult([loaded[i] for i in product_ids], duplicates)
 
@@ -403,23 +414,22 @@ class ProductStore:
         self,
         products: Sequence[NewProduct],
         vectors: Sequence[np.ndarray],
-        files: Sequence[Sequence[tuple[str, str]]],
+        files: Sequence[Sequence[tuple[str, str, bytes]]],
         product_ids: list[int],
-        new_ids: list[int],
     ) -> None:
-        """One transaction inserting ``products``; fills ``product_ids`` and the new image ids."""
+        """One transaction inserting ``products``; fills ``product_ids``."""
         try:
             with self.db.transaction() as db:
                 now = _now()
                 for p, emb, stored in zip(products, vectors, files, strict=True):
                     cur = db.execute(
                         "INSERT INTO products (sku, title, category, price, attributes, created_at,"
-                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
                     )
-                    product_ids.append(int(cur.lastrowid or 0))
-                    new_ids += self._insert_images(db, product_ids[-1], stored, emb)
-        except sqlite3.IntegrityError as exc:
+                    product_ids.append(int(cur.fetchall()[0][0]))
+                    self._insert_images(db, product_ids[-1], stored, emb)
+        except self.db.integrity_errors as exc:
             dup = self.existing_skus(p.sku for p in products)
             if dup:
                 raise DuplicateSkuError(sorted(dup)[0]) from exc
@@ -495,9 +505,9 @@ class ProductStore:
             old = [i.id for i in product.images] if replace else []
             with self._image_files(images) as files, self.db.transaction() as db:
                 old_paths = self._delete_images(db, old) if old else []
-                new_ids = self._insert_images(db, product_id, files, emb)
+                self._insert_images(db, product_id, files, emb)
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
-            self._apply_vectors(new_ids, emb, old)
+            self._catch_up()
             self._drop_unreferenced_files(old_paths)
         if replace:
             self._maybe_compact()
@@ -516,7 +526,7 @@ class ProductStore:
             with self.db.transaction() as db:
                 paths = self._delete_images(db, [image_id])
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
-            self._apply_vectors((), None, [image_id])
+            self._catch_up()
             self._drop_unreferenced_files(paths)
         self._maybe_compact()
         return self.get_product(product_id)
@@ -541,7 +551,7 @@ class ProductStore:
                         f"UPDATE products SET {sets}{', ' if sets else ''}updated_at = ? WHERE id = ?",
                         [*values.values(), _now(), product_id],
                     ).rowcount
-            except sqlite3.IntegrityError as exc:
+            except self.db.integrity_errors as exc:
                 raise DuplicateSkuError(str(changes.get("sku"))) from exc
         return self.get_product(product_id) if updated else None
 
@@ -556,7 +566,7 @@ class ProductStore:
                 deleted = db.execute("DELETE FROM products WHERE id = ?", (product_id,)).rowcount
             if not deleted:
                 return False
-            self._apply_vectors((), None, image_ids)
+            self._catch_up()
             self._drop_unreferenced_files(paths)
         self._maybe_compact()
         return True
@@ -608,11 +618,13 @@ class ProductStore:
             tuning = ann.tune(cpu, vectors[rows], truth)
         with self._write_lock:
             fresh = self._wrap(cpu, chosen)
-            self._replay(fresh, seq)
+            with self.db.snapshot() as read:
+                changes = read_changes(read, seq, self.dim)
+            changes.apply_to(fresh)
             with self._vectors_lock.write():
                 self._vectors = fresh
             self._set_index_type(chosen)
-            self._applied_seq = self._last_seq()
+            self._applied_seq = changes.last_seq
             self._write_snapshot()
         return RebuildReport(chosen, len(ids), time.perf_counter() - started, tuning)
 
@@ -627,13 +639,28 @@ class ProductStore:
     def existing_skus(self, skus: Iterable[str]) -> set[str]:
         return {r["sku"] for r in self.db.rows_in("SELECT sku FROM products WHERE sku IN ({})", list(skus))}
 
-    def list_products(self, offset: int = 0, limit: int = 50, category: str | None = None) -> list[Product]:
-        where, params = SearchFilter(category=category).where()
+    def list_products(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        category: str | None = None,
+        wanted: SearchFilter | None = None,
+    ) -> list[Product]:
+        """A page of products in id order, matching ``wanted`` (or just ``category``)."""
+        where, params = (wanted or SearchFilter(category=category)).where("p", self.db.dialect)
         rows = self.db.query(
             f"SELECT id FROM products p WHERE {where} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
         )
         loaded = self._load_products(r["id"] for r in rows)
         return [loaded[r["id"]] for r in rows if r["id"] in loaded]
+
+    def categories(self) -> list[tuple[str, int]]:
+        """(category, number of products) for every category in use, by name."""
+        rows = self.db.query(
+            "SELECT category, COUNT(*) AS n FROM products WHERE category IS NOT NULL AND category != ''"
+            " GROUP BY category ORDER BY category"
+        )
+        return [(r["category"], int(r["n"])) for r in rows]
 
     def count(self) -> int:
         return int(self.db.scalar("SELECT COUNT(*) FROM products"))
@@ -681,7 +708,13 @@ class ProductStore:
             yield np.array([r["id"] for r in rows], dtype=np.int64), self._decode(rows)
 
     def image_file(self, image: ProductImage) -> Path:
-        return self.directory / image.path
+        """The image's file here; fetched from the database first when it keeps the bytes and the
+        file is not here yet (stored by another replica)."""
+        path = self.directory / image.path
+        if not path.exists() and (data := self.db.image_bytes(image.path)) is not None:
+            with atomic_write(path) as f:
+                f.write(data)
+        return path
 
     def nearest_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (M, D) -> (scores, image ids), each (M, <=k); id -1 marks an empty place."""
@@ -707,7 +740,7 @@ class ProductStore:
             raise ValueError("k must be >= 1")
         allowed: np.ndarray | None = None
         if filter is not None and not filter.is_empty:
-            where, params = filter.where()
+            where, params = filter.where("p", self.db.dialect)
             rows = self.db.query(
                 f"SELECT i.id FROM images i JOIN products p ON p.id = i.product_id WHERE {where}", params
             )
@@ -731,14 +764,8 @@ class ProductStore:
         words = re.findall(r"\w+", query.lower())
         if not words:
             return []
-        match = " ".join(f'"{w}"*' for w in words[:32])  # quoted: no FTS syntax from the client
-        where, params = (filter or SearchFilter()).where()
-        rows = self.db.query(
-            "SELECT p.id, bm25(products_text) AS rank FROM products_text"
-            " JOIN products p ON p.id = products_text.rowid"
-            f" WHERE products_text MATCH ? AND {where} ORDER BY rank LIMIT ?",
-            [match, *params, k],
-        )
+        where, params = (filter or SearchFilter()).where("p", self.db.dialect)
+        rows = self.db.query(*self.db.text_search(words[:32], where, params, k))
         products = self._load_products(r["id"] for r in rows)
         return [TextHit(products[r["id"]], round(-float(r["rank"]), 6)) for r in rows if r["id"] in products]
 
@@ -814,7 +841,10 @@ class ProductStore:
         return results
 
     def close(self) -> None:
-        """Write a final snapshot when anything changed since the last one, then close SQLite."""
+        """Stop following other writers, write a final snapshot when anything changed since the
+        last one, then close the database."""
+        if self._follower is not None:
+            self._follower.stop()
         with self._write_lock:
             if self._applied_seq != self._snapshot_seq:
                 self._write_snapshot()

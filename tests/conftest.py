@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from encoder import Encoder, EncoderConfig, save_encoder
+from tests.postgres import new_database, running_postgres
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clothing-small"
 
@@ -52,3 +54,16 @@ def photo_folder(tmp_path: Path) -> Path:
         (root / category).mkdir(parents=True, exist_ok=True)
         (root / category / f"SKU-{i:02d}.jpg").write_bytes(image_bytes(i))
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (started on first use); its URL."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture()
+def database_url(postgres_server: str) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return new_database(postgres_server)

@@ -1,0 +1,181 @@
+"""The product store's database on PostgreSQL: one catalog shared by several server replicas.
+
+Differences from SQLite, all behind ``Database``: ``?`` placeholders become ``%s``; writers take a
+transaction-scoped advisory lock first (one writer at a time across every replica, so change
+sequence numbers commit in order and a replica replaying ``seq > N`` never skips one that commits
+late); attributes are ``jsonb`` (filters use ``@>``); text search is a ``tsvector`` column (simple
+words, accents folded with ``unaccent``, prefix queries, ``ts_rank``); image bytes are kept in the
+database, so a replica can serve photos another one stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.string import TextLoader
+
+from index.db import Database, Queries, Transaction
+
+WRITER_LOCK = 0x6C6F6F6B616C696B  # "lookalik": the advisory lock every writer holds until it commits
+
+
+@lru_cache(maxsize=512)
+def _pg(sql: str) -> str:
+    """``?`` placeholders -> psycopg's ``%s`` (a literal ``%`` is doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Row:
+    """A result row reachable by column name and by position, like ``sqlite3.Row``."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, values: Sequence[Any], names: dict[str, int]) -> None:
+        self._values, self._names = values, names
+
+    def __getitem__(self, key: int | str) -> Any:
+        return self._values[self._names[key] if isinstance(key, str) else key]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: _Row(values, names)
+
+
+def _run(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> list[Any]:
+    cur = conn.execute(_pg(sql), params) if params else conn.execute(sql)
+    return cur.fetchall() if cur.description else []
+
+
+class _Tx:
+    """The writer's view of its transaction, with ``?`` placeholders."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = (), /) -> Any:
+        return self.conn.execute(_pg(sql), params) if params else self.conn.execute(sql)
+
+    def executemany(self, sql: str, params: Any, /) -> Any:
+        cur = self.conn.cursor()
+        cur.executemany(_pg(sql), list(params))
+        return cur
+
+
+class _Reader(Queries):
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return _run(self.conn, sql, params)
+
+
+class PostgresDatabase(Database):
+    """One autocommit connection shared by threads (statements take turns under ``lock``);
+    reconnects on the next statement after the server went away."""
+
+    dialect = "postgresql"
+    integrity_errors = (psycopg.errors.IntegrityError,)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        info = conninfo_to_dict(url)
+        self.location = (
+            f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'localhost')}:"
+            f"{info.get('port', 5432)}"
+        )
+        self.lock = threading.RLock()
+        self._closed = False
+        self._conn = self._connect()
+        schema = resources.files("index").joinpath("schema_postgres.sql").read_text()
+        with self.transaction() as tx:
+            tx.execute(schema)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=_rows)
+        except psycopg.OperationalError as exc:
+            raise ConnectionError(f"cannot connect to {self.location}: {exc}") from exc
+        conn.adapters.register_loader("jsonb", TextLoader)  # attributes come back as JSON text
+        return conn
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The shared connection, made anew when the old one broke (server restart, network)."""
+        if self._conn.closed and not self._closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.lock:
+            return _run(self._live(), sql, params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self.lock:
+            conn = self._live()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                yield _Tx(conn)
+
+    @contextmanager
+    def snapshot(self, own_connection: bool = False) -> Iterator[Queries]:
+        if own_connection:
+            conn = self._connect()
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    yield _Reader(conn)
+            finally:
+                conn.close()
+            return
+        with self.lock:
+            conn = self._live()
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield _Reader(conn)
+
+    def text_search(
+        self, words: Sequence[str], where: str, params: Sequence[Any], k: int
+    ) -> tuple[str, list[Any]]:
+        query = " & ".join(f"'{w}':*" for w in words)  # \w+ words: quoted, nothing else is syntax
+        return (
+            "SELECT p.id, -ts_rank(p.search, q) AS rank FROM products p,"
+            " to_tsquery('lookalike_text', ?) AS q"
+            f" WHERE p.search @@ q AND {where} ORDER BY rank, p.id LIMIT ?",
+            [query, *params, k],
+        )
+
+    def save_image_bytes(self, tx: Transaction, path: str, data: bytes) -> None:
+        tx.execute(
+            "INSERT INTO image_bytes (path, data) VALUES (?, ?) ON CONFLICT (path) DO NOTHING", (path, data)
+        )
+
+    def drop_unused_image_bytes(self, tx: Transaction, paths: Sequence[str]) -> None:
+        if paths:
+            tx.execute(
+                "DELETE FROM image_bytes b WHERE b.path = ANY(?)"
+                " AND NOT EXISTS (SELECT 1 FROM images i WHERE i.path = b.path)",
+                (list(set(paths)),),
+            )
+
+    def image_bytes(self, path: str) -> bytes | None:
+        data = self.scalar("SELECT data FROM image_bytes WHERE path = ?", (path,))
+        return bytes(data) if data is not None else None
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            self._conn.close()
