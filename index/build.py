@@ -44,7 +44,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="products per forward pass")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda; with --ray: the workers'")
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="embed on a Ray cluster (ray://host:10001, host:port) or `local` (a new Ray here)",
+    )
+    parser.add_argument(
+        "--ray-workers", type=int, default=None, help="Ray actors, one model each (default: GPUs, else CPUs)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
         "--index-type",
@@ -165,7 +174,7 @@ def embed_catalog(
 
 
 def main(args: argparse.Namespace) -> ProductStore:
-    device = pick_device(args.device)
+    device = pick_device("auto" if args.ray else args.device)  # with --ray, --device is the workers'
     encoder = load_encoder(args.encoder, map_location=device)
     store = ProductStore(
         Path(args.store),
@@ -176,8 +185,17 @@ def main(args: argparse.Namespace) -> ProductStore:
     items = read_catalog(args.catalog)
     done = store.existing_skus(i.sku for i in items)
     todo = [i for i in items if i.sku not in done]
-    print(f"{len(items)} catalog items, {len(done)} already stored, {len(todo)} to embed on {device}")
-    report = embed_catalog(encoder, store, todo, args.batch_size, args.workers, not args.no_progress)
+    where = f"Ray ({args.ray})" if args.ray else device
+    print(f"{len(items)} catalog items, {len(done)} already stored, {len(todo)} to embed on {where}")
+    if args.ray and todo:
+        from index.build_ray import embed_catalog_ray, ray_session
+
+        with ray_session(args.ray):
+            report = embed_catalog_ray(
+                encoder, store, todo, args.ray_workers, args.batch_size, args.device, not args.no_progress
+            )
+    else:
+        report = embed_catalog(encoder, store, todo, args.batch_size, args.workers, not args.no_progress)
     store.snapshot()
     print(
         f"stored {report.images} images in {report.seconds:.1f} s ({report.images_per_s:.1f} img/s); "
