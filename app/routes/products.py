@@ -11,13 +11,14 @@ from fastapi.responses import FileResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import MAX_ID, ApiKeyDep, EmbedderDep, ImageId, ProductId, SettingsDep, StoreDep
+from app.deps import MAX_ID, ApiKeyDep, EmbedderDep, ImageId, ProductId, QueryFilter, SettingsDep, StoreDep
 from app.embedder import Embedder
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import (
     AddedProductOut,
     BatchAdded,
+    CategoryOut,
     ErrorResponse,
     ManifestItem,
     NearDuplicateOut,
@@ -301,11 +302,18 @@ def delete_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> P
 @router.get("/products", response_model=list[ProductOut])
 def list_products(
     store: StoreDep,
+    wanted: QueryFilter,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    category: str | None = None,
 ) -> list[ProductOut]:
-    return [ProductOut.from_product(p) for p in store.list_products(offset, limit, category)]
+    """A page of the catalog in id order, optionally one category and a price range."""
+    return [ProductOut.from_product(p) for p in store.list_products(offset, limit, wanted=wanted)]
+
+
+@router.get("/categories", response_model=list[CategoryOut])
+def list_categories(store: StoreDep) -> list[CategoryOut]:
+    """Every category in use, with its number of products: what a storefront's filter offers."""
+    return [CategoryOut(name=name, products=n) for name, n in store.categories()]
 
 
 @router.get("/products/{product_id}", response_model=ProductOut, responses={404: {"model": ErrorResponse}})

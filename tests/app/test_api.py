@@ -119,9 +119,28 @@ def test_health_lists_and_storefront(client: TestClient) -> None:
     assert health["encoder"]["arch"] == "mobilenet_v3_small" and len(health["encoder"]["fingerprint"]) == 64
     page = client.get("/")
     assert page.status_code == 200 and "Search by photo" in page.text
-    assert client.get("/static/app.js").status_code == 200
+    admin = client.get("/admin")
+    assert admin.status_code == 200 and "API key" in admin.text
+    for asset in ("js/storefront.js", "js/admin.js", "js/api.js", "style.css"):
+        assert client.get(f"/static/{asset}").status_code == 200, asset
     listed = client.get("/products", params={"category": "red", "limit": 2}).json()
     assert len(listed) == 2 and all(p["category"] == "red" for p in listed)
+
+
+def test_categories_count_products(client: TestClient) -> None:
+    assert client.get("/categories").json() == [
+        {"name": "blue", "products": 4},
+        {"name": "green", "products": 4},
+        {"name": "red", "products": 4},
+    ]
+    assert add(client, image_bytes(300), sku="NO-CAT", category="").status_code == 201
+    assert add(client, image_bytes(301), sku="NEW-CAT", category="hats").status_code == 201
+    names = {c["name"]: c["products"] for c in client.get("/categories").json()}
+    assert names == {"blue": 4, "green": 4, "red": 4, "hats": 1}
+    priced = client.get("/products", params={"min_price": 10, "max_price": 20}).json()
+    assert {p["sku"] for p in priced} == {"NO-CAT", "NEW-CAT"}
+    assert client.get("/products", params={"category": "hats", "max_price": 5}).json() == []
+    assert client.get("/products", params={"min_price": 9, "max_price": 1}).status_code == 422
     assert "/search" in client.get("/openapi.json").json()["paths"]
 
 
