@@ -16,6 +16,14 @@ class Settings(BaseSettings):
 
     encoder_path: Path = Field(Path("encoder.pt"), description="encoder.pt to embed with")
     store_dir: Path = Field(Path("store"), description="product store directory (created if missing)")
+    database_url: str = Field(
+        "",
+        description="postgresql://... keeps the catalog in PostgreSQL, shared by replicas (empty: SQLite "
+        "in store_dir); store_dir then holds this replica's FAISS snapshot and image cache",
+    )
+    sync_interval_s: float = Field(
+        1.0, gt=0, le=3600, description="with database_url: how often FAISS applies other replicas' writes"
+    )
     api_keys: str = Field("", description="comma-separated keys accepted in X-API-Key for writes")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     max_batch_size: int = Field(32, ge=1, le=1024, description="most images per encoder forward")

@@ -111,6 +111,8 @@ def open_runtime(
         float16=settings.index_float16,
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_policy=settings.duplicate_policy,
+        database_url=settings.database_url or None,
+        sync_interval_s=settings.sync_interval_s if settings.database_url else None,
     )
     try:
         embedder = Embedder(

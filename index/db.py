@@ -190,6 +190,10 @@ def open_database(sqlite_path: Path, url: str | None = None) -> Database:
             f"database URL {url.partition(':')[0]}:... is not supported: give postgresql://user@host/db, "
             "or none for the embedded SQLite store"
         )
-    from index.postgres import PostgresDatabase  # psycopg is only needed here
-
+    try:
+        from index.postgres import PostgresDatabase  # psycopg is only needed here
+    except ImportError as exc:
+        raise ValueError(
+            f"a PostgreSQL store needs psycopg: pip install 'lookalike[postgres]'; {exc}"
+        ) from exc
     return PostgresDatabase(url)

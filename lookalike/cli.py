@@ -20,6 +20,9 @@ def _serve_parser(add_help: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help="default: LOOKALIKE_PORT or 8000")
     parser.add_argument("--encoder", default=None, help="encoder.pt (default: LOOKALIKE_ENCODER_PATH)")
     parser.add_argument("--store", default=None, help="store directory (default: LOOKALIKE_STORE_DIR)")
+    parser.add_argument(
+        "--database-url", default=None, help="postgresql://... (default: LOOKALIKE_DATABASE_URL, else SQLite)"
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="json: one object a line"
@@ -34,7 +37,13 @@ def _serve(args: argparse.Namespace) -> None:
     from app.logs import configure_logging
     from app.main import create_app
 
-    overrides = {"encoder_path": args.encoder, "store_dir": args.store, "host": args.host, "port": args.port}
+    overrides = {
+        "encoder_path": args.encoder,
+        "store_dir": args.store,
+        "database_url": args.database_url,
+        "host": args.host,
+        "port": args.port,
+    }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     log_config = configure_logging(args.log_level, args.log_format)
     uvicorn.run(
