@@ -13,10 +13,14 @@ import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _shut_down(items: list[Any]) -> NoReturn:
+    raise RuntimeError("the batcher was shut down")
 
 
 class Overloaded(Exception):
@@ -74,6 +78,7 @@ class MicroBatcher(Generic[T, R]):
                 if not future.done():
                     future.set_exception(RuntimeError("the batcher was shut down"))
         self._executor.shutdown(wait=True)
+        self.fn = _shut_down  # let go of the model: ``fn`` is often a bound method of its owner (a cycle)
 
     @property
     def queue_depth(self) -> int:

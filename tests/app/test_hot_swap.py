@@ -8,8 +8,10 @@ holding the old pair finishes on it, and the old store closes only after that.
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import sqlite3
+import weakref
 from pathlib import Path
 
 import httpx
@@ -206,6 +208,7 @@ def test_a_request_holding_the_old_pair_finishes_on_it_before_it_closes(
     settings = Settings(encoder_path=tiny_encoder_path, store_dir=store_dir, max_wait_ms=1)
 
     async def scenario() -> None:
+        gc.disable()  # what a retired pair frees must go without waiting for the cycle collector
         swapper = Swapper(State(), settings, Metrics(), drain_timeout_s=0.2)
         await swapper.start()
         old = swapper.current
@@ -219,7 +222,11 @@ def test_a_request_holding_the_old_pair_finishes_on_it_before_it_closes(
                 _, hits = await swapper.current.embedder.search_bytes(image_bytes(0), 20)
                 assert len(hits) == 9
             await asyncio.wait_for(_closed(old.store.count), timeout=60)  # closed once released
+            gone = [weakref.ref(o) for o in (old, old.embedder, old.embedder.encoder, old.store)]
+            del old
+            assert [ref() for ref in gone] == [None] * 4  # freed at once, no garbage collection needed
         finally:
+            gc.enable()
             await swapper.stop()
 
     asyncio.run(scenario())
