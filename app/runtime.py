@@ -45,6 +45,7 @@ class Runtime:
     store: ProductStore
     thresholds: MatchThresholds | None
     store_identity: tuple[int, int]
+    database_url: str = ""  # the PostgreSQL catalog; empty: SQLite in store_dir
     _leases: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
@@ -96,14 +97,21 @@ class Runtime:
 
 
 def open_runtime(
-    settings: Settings, encoder: Encoder, encoder_path: Path, store_dir: Path, metrics: Metrics
+    settings: Settings,
+    encoder: Encoder,
+    encoder_path: Path,
+    store_dir: Path,
+    metrics: Metrics,
+    database_url: str | None = None,
 ) -> Runtime:
-    """Open ``store_dir`` for ``encoder`` (blocking: call off the event loop).
+    """Open ``store_dir`` (and the PostgreSQL catalog at ``database_url``, by default the
+    configured one) for ``encoder``; blocking: call off the event loop.
 
     Raises ``EncoderMismatchError`` when the store was built with another encoder; a missing
     directory becomes a new empty store, so callers that want an existing one check first.
     """
     fingerprint = encoder_fingerprint(encoder)
+    database_url = settings.database_url if database_url is None else database_url
     store = ProductStore(
         store_dir,
         fingerprint,
@@ -111,8 +119,8 @@ def open_runtime(
         float16=settings.index_float16,
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_policy=settings.duplicate_policy,
-        database_url=settings.database_url or None,
-        sync_interval_s=settings.sync_interval_s if settings.database_url else None,
+        database_url=database_url or None,
+        sync_interval_s=settings.sync_interval_s if database_url else None,
     )
     try:
         embedder = Embedder(
@@ -143,4 +151,5 @@ def open_runtime(
         store.count(),
         store.index_info()["description"],
     )
-    return Runtime(encoder_path, store_dir, embedder, store, thresholds, directory_identity(store_dir))
+    identity = directory_identity(store_dir)
+    return Runtime(encoder_path, store_dir, embedder, store, thresholds, identity, database_url)

@@ -204,6 +204,12 @@ class ReloadRequest(BaseModel):
         max_length=4096,
         description="a store built with that encoder, on the server (LOOKALIKE_STORE_DIR)",
     )
+    database_url: str | None = Field(
+        None,
+        max_length=4096,
+        description="with PostgreSQL: the catalog built with that encoder (LOOKALIKE_DATABASE_URL); "
+        '"" for SQLite in store_dir',
+    )
 
 
 class ServedOut(BaseModel):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +97,11 @@ class Swapper:
         self.state.runtime = runtime
         runtime.publish(self.metrics)
 
-    async def reload(self, encoder_path: Path | None = None, store_dir: Path | None = None) -> SwapReport:
-        """Serve ``encoder_path`` + ``store_dir`` (default: the configured ones) from now on.
+    async def reload(
+        self, encoder_path: Path | None = None, store_dir: Path | None = None, database_url: str | None = None
+    ) -> SwapReport:
+        """Serve ``encoder_path`` + ``store_dir`` (default: the configured ones) from now on; with
+        PostgreSQL, ``database_url`` names the catalog (default: the configured one, "": SQLite).
 
         Raises ``ReloadRefused`` (nothing switched) for a missing or unreadable encoder or store,
         an encoder the store was not built with, or another reload in progress.
@@ -110,10 +112,11 @@ class Swapper:
             started = time.perf_counter()
             encoder_path = Path(encoder_path or self.settings.encoder_path)
             store_dir = Path(store_dir or self.settings.store_dir)
+            database_url = self.settings.database_url if database_url is None else database_url
             old = self.current
             previous = await run_in_threadpool(Served.of, old)
             try:
-                fresh = await run_in_threadpool(self._prepare, encoder_path, store_dir, old)
+                fresh = await run_in_threadpool(self._prepare, encoder_path, store_dir, database_url, old)
             except ReloadRefused:
                 self.metrics.reloads.labels("refused").inc()
                 raise
@@ -139,11 +142,13 @@ class Swapper:
             current = await run_in_threadpool(Served.of, fresh)
             return SwapReport(True, previous, current, drained, time.perf_counter() - started)
 
-    def _prepare(self, encoder_path: Path, store_dir: Path, current: Runtime) -> Runtime | None:
+    def _prepare(
+        self, encoder_path: Path, store_dir: Path, database_url: str, current: Runtime
+    ) -> Runtime | None:
         """The new runtime, loaded and checked but not started; None when it is the current one."""
         if not encoder_path.is_file():
             raise ReloadRefused("encoder_not_found", f"no encoder file at {encoder_path}")
-        if not (store_dir / ProductStore.DB_NAME).is_file():
+        if not database_url and not (store_dir / ProductStore.DB_NAME).is_file():
             raise ReloadRefused(
                 "store_not_found",
                 f"{store_dir} holds no product store; build one with "
@@ -153,7 +158,8 @@ class Swapper:
             encoder = load_encoder(encoder_path, map_location=pick_device(self.settings.device))
         except ValueError as exc:
             raise ReloadRefused("invalid_encoder", str(exc)) from exc
-        if directory_identity(store_dir) == current.store_identity:
+        same_database = database_url == current.database_url
+        if same_database and store_dir.is_dir() and directory_identity(store_dir) == current.store_identity:
             if encoder_fingerprint(encoder) == current.fingerprint:
                 return None
             raise ReloadRefused(
@@ -163,10 +169,10 @@ class Swapper:
                 f"(`lookalike build --catalog ... --encoder {encoder_path} --store NEW_DIR`) and reload that",
             )
         try:
-            return open_runtime(self.settings, encoder, encoder_path, store_dir, self.metrics)
+            return open_runtime(self.settings, encoder, encoder_path, store_dir, self.metrics, database_url)
         except EncoderMismatchError as exc:
             raise ReloadRefused("encoder_mismatch", str(exc)) from exc
-        except (ValueError, sqlite3.DatabaseError) as exc:
+        except Exception as exc:  # unreadable SQLite, unreachable PostgreSQL, damaged files, ...
             message = f"{store_dir} cannot be opened as a product store: {exc}"
             raise ReloadRefused("invalid_store", message) from exc
 

@@ -39,6 +39,7 @@ async def reload(request: Request, body: Annotated[ReloadRequest | None, Body()]
         report = await swapper.reload(
             Path(wanted.encoder_path) if wanted.encoder_path else None,
             Path(wanted.store_dir) if wanted.store_dir else None,
+            wanted.database_url,
         )
     except ReloadRefused as exc:
         served = swapper.current

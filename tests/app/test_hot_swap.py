@@ -27,6 +27,7 @@ from encoder import Encoder, EncoderConfig, save_encoder
 from index.build import get_args_parser, main
 from tests.app.conftest import API_KEY, make_client
 from tests.conftest import image_bytes
+from tests.postgres import new_database
 from tests.server import running_server
 
 KEY = {"X-API-Key": API_KEY}
@@ -240,3 +241,54 @@ async def _closed(count: object) -> None:
         except sqlite3.ProgrammingError:  # "Cannot operate on a closed database"
             return
         await asyncio.sleep(0.02)
+
+
+def test_reload_switches_between_postgresql_catalogs(
+    tiny_encoder_path: Path,
+    photo_folder: Path,
+    second_encoder: tuple[Path, str],
+    postgres_server: str,
+    tmp_path: Path,
+) -> None:
+    """With PostgreSQL the new encoder's catalog is another database; the store directory holds
+    only this server's FAISS copy and photo cache, so no SQLite file is asked for."""
+    first, second = new_database(postgres_server), new_database(postgres_server)
+    for catalog, encoder, url in (
+        (photo_folder, tiny_encoder_path, first),
+        (photo_folder, second_encoder[0], second),
+    ):
+        args = [
+            "--catalog",
+            str(catalog),
+            "--encoder",
+            str(encoder),
+            "--store",
+            str(tmp_path / "build-cache"),
+        ]
+        args += ["--database-url", url, "--workers", "0", "--no-progress", "--calibration-sample", "0"]
+        main(get_args_parser().parse_args(args)).close()
+    with make_client(tiny_encoder_path, tmp_path / "cache-a", database_url=first) as client:
+        served = _fingerprint_of_served(client)
+        _refused(
+            client,
+            {"encoder_path": str(second_encoder[0]), "store_dir": str(tmp_path / "c")},
+            409,
+            "encoder_mismatch",
+        )
+        body = {
+            "store_dir": str(tmp_path / "cache-x"),
+            "database_url": "postgresql://nobody@127.0.0.1:1/none",
+        }
+        _refused(client, body, 422, "invalid_store")
+        assert _fingerprint_of_served(client) == served
+        body = {
+            "encoder_path": str(second_encoder[0]),
+            "store_dir": str(tmp_path / "cache-b"),
+            "database_url": second,
+        }
+        r = client.post("/admin/reload", json=body, headers=KEY)
+        assert r.status_code == 200 and r.json()["changed"], r.text
+        health = client.get("/health").json()
+        assert health["encoder"]["fingerprint"] == second_encoder[1] and health["products"] == 12
+        assert _search(client).json()["encoder_fingerprint"] == second_encoder[1]
+        assert not any(tmp_path.rglob("*.sqlite3"))
