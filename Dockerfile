@@ -30,7 +30,8 @@ ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/venv \
     && pip install --index-url "${TORCH_CPU_INDEX}" torch==2.14.1 torchvision==0.29.1
 COPY --from=wheel /wheels /wheels
-RUN pip install /wheels/lookalike-*.whl
+ARG PSYCOPG_VERSION=3.3.9
+RUN pip install /wheels/lookalike-*.whl "psycopg[binary]==${PSYCOPG_VERSION}"
 
 # ---------------------------------------------------------------- the demo store, built once
 FROM cpu-venv AS demo-store
@@ -53,9 +54,10 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv && pip install torch==2.14.1 torchvision==0.29.1
 COPY --from=wheel /wheels /wheels
 # The gpu extra (faiss-gpu) and faiss-cpu both install the `faiss` module: faiss-cpu goes first,
-# so removing it cannot delete files faiss-gpu wrote.
+# so removing it cannot delete files faiss-gpu wrote. psycopg: the postgres extra.
 ARG FAISS_GPU_VERSION=1.15.1
-RUN pip install /wheels/lookalike-*.whl \
+ARG PSYCOPG_VERSION=3.3.9
+RUN pip install /wheels/lookalike-*.whl "psycopg[binary]==${PSYCOPG_VERSION}" \
     && pip uninstall -y faiss-cpu \
     && pip install faiss-gpu==${FAISS_GPU_VERSION}
 

@@ -83,7 +83,10 @@ def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport
     source, dest = Path(store_dir), Path(destination)
     database = source / ProductStore.DB_NAME
     if not database.is_file():
-        raise FileNotFoundError(f"{source} holds no product store (no {ProductStore.DB_NAME})")
+        raise FileNotFoundError(
+            f"{source} holds no SQLite product store (no {ProductStore.DB_NAME}); "
+            "a catalog kept in PostgreSQL is backed up with pg_dump"
+        )
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ValueError(f"{dest} exists and is not an empty directory; back up into a new one")
     if dest.resolve().is_relative_to(source.resolve()):

@@ -80,17 +80,41 @@ def _base_chain(stage: Stage) -> list[str]:
     return chain
 
 
+def _extra_requirement(extra: str, name: str) -> Requirement:
+    """``name``'s requirement in pyproject.toml's optional dependency group ``extra``."""
+    group = re.search(rf"^{extra} = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert group, f"pyproject.toml has no {extra} extra"
+    return next(
+        Requirement(r) for r in re.findall(r'"([^"]+)"', group.group(1)) if Requirement(r).name == name
+    )
+
+
+def _pinned(arg: str) -> str:
+    """The default of build argument ``arg`` (each stage that uses it declares it)."""
+    values = {
+        re.sub(rf"^{arg}=", "", a) for s in STAGES.values() for a in s.all("ARG") if a.startswith(f"{arg}=")
+    }
+    assert len(values) == 1, f"{arg}: {values or 'not declared'}"
+    return values.pop()
+
+
 def test_the_cuda_target_runs_on_an_nvidia_cuda_runtime_image_with_faiss_gpu() -> None:
     assert re.fullmatch(r"nvidia/cuda:[\d.]+-(cudnn-)?runtime-ubuntu[\d.]+", _base_chain(_target("cuda"))[-1])
-    installs = " ".join(args for s in STAGES.values() for kw, args in s.instructions if kw == "RUN")
-    assert "pip uninstall -y faiss-cpu" in installs
-    build_args = "\n".join(a for s in STAGES.values() for a in s.all("ARG"))
-    pin = re.search(r"FAISS_GPU_VERSION=([\d.]+)", build_args)
-    assert pin and "faiss-gpu==${FAISS_GPU_VERSION}" in installs
-    extra = re.search(r"^gpu = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
-    assert extra, "pyproject.toml has no gpu extra"
-    gpu = next(Requirement(r) for r in re.findall(r'"([^"]+)"', extra.group(1)) if r.startswith("faiss-gpu"))
-    assert gpu.specifier.contains(pin.group(1)), f"faiss-gpu {pin.group(1)} is not what .[gpu] asks: {gpu}"
+    installs = " ".join(STAGES["cuda-venv"].all("RUN"))
+    assert "pip uninstall -y faiss-cpu" in installs and "faiss-gpu==${FAISS_GPU_VERSION}" in installs
+    assert installs.index("pip uninstall -y faiss-cpu") < installs.index("faiss-gpu==")
+    pin = _pinned("FAISS_GPU_VERSION")
+    assert _extra_requirement("gpu", "faiss-gpu").specifier.contains(pin), (
+        f"faiss-gpu {pin} is not what .[gpu] asks"
+    )
+
+
+@pytest.mark.parametrize("stage", ["cpu-venv", "cuda-venv"])
+def test_both_images_can_use_a_postgresql_catalog(stage: str) -> None:
+    installs = " ".join(STAGES[stage].all("RUN"))
+    assert '"psycopg[binary]==${PSYCOPG_VERSION}"' in installs
+    pin = _pinned("PSYCOPG_VERSION")
+    assert _extra_requirement("postgres", "psycopg").specifier.contains(pin), f"psycopg {pin} vs .[postgres]"
 
 
 def test_torch_is_pinned_as_the_makefile_pins_it() -> None:

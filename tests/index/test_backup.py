@@ -60,7 +60,7 @@ def test_backup_refuses_a_used_destination_a_missing_store_and_its_own_directory
     (tmp_path / "used" / "keep.txt").write_text("mine")
     for store_dir, to, says in (
         (tmp_path / "live", tmp_path / "used", "is not an empty directory"),
-        (tmp_path / "nothing", tmp_path / "new", "holds no product store"),
+        (tmp_path / "nothing", tmp_path / "new", "holds no SQLite product store"),
         (tmp_path / "live", tmp_path / "live" / "inside", "is inside the store"),
     ):
         with pytest.raises(SystemExit) as exit_:
