@@ -158,8 +158,12 @@ class Swapper:
             encoder = load_encoder(encoder_path, map_location=pick_device(self.settings.device))
         except ValueError as exc:
             raise ReloadRefused("invalid_encoder", str(exc)) from exc
-        same_database = database_url == current.database_url
-        if same_database and store_dir.is_dir() and directory_identity(store_dir) == current.store_identity:
+        if store_dir.is_dir() and directory_identity(store_dir) == current.store_identity:
+            if database_url != current.database_url:  # its FAISS snapshot is the served store's
+                raise ReloadRefused(
+                    "store_dir_in_use",
+                    f"{store_dir} is the directory of the store being served; give the other catalog its own",
+                )
             if encoder_fingerprint(encoder) == current.fingerprint:
                 return None
             raise ReloadRefused(

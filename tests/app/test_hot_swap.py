@@ -161,6 +161,7 @@ def test_refused_reloads_leave_the_old_pair_serving(
             ({"store_dir": str(not_a_db)}, 422, "invalid_store"),  # the load itself fails
             ({"encoder_path": str(new_path)}, 409, "encoder_mismatch"),  # the store being served
             ({"store_dir": str(second_store)}, 409, "encoder_mismatch"),  # old encoder, new store
+            ({"database_url": "postgresql://nobody@127.0.0.1:1/none"}, 409, "store_dir_in_use"),
         ]
         for body, status, code in cases:
             _refused(client, body, status, code)
