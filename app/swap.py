@@ -107,6 +107,7 @@ class Swapper:
         an encoder the store was not built with, or another reload in progress.
         """
         if self._lock.locked():
+            self.metrics.reloads.labels("refused").inc()
             raise ReloadRefused("reload_in_progress", "another reload is in progress; try again when it ends")
         async with self._lock:
             started = time.perf_counter()
@@ -156,8 +157,8 @@ class Swapper:
             )
         try:
             encoder = load_encoder(encoder_path, map_location=pick_device(self.settings.device))
-        except ValueError as exc:
-            raise ReloadRefused("invalid_encoder", str(exc)) from exc
+        except Exception as exc:  # not a checkpoint, damaged, weights that do not fit the config, ...
+            raise ReloadRefused("invalid_encoder", f"{encoder_path}: {exc}") from exc
         if store_dir.is_dir() and directory_identity(store_dir) == current.store_identity:
             if database_url != current.database_url:  # its FAISS snapshot is the served store's
                 raise ReloadRefused(

@@ -22,7 +22,7 @@ from starlette.datastructures import State
 
 from app.config import Settings
 from app.metrics import Metrics
-from app.swap import Swapper
+from app.swap import ReloadRefused, Swapper
 from encoder import Encoder, EncoderConfig, save_encoder
 from index.build import get_args_parser, main
 from tests.app.conftest import API_KEY, make_client
@@ -293,3 +293,24 @@ def test_reload_switches_between_postgresql_catalogs(
         assert health["encoder"]["fingerprint"] == second_encoder[1] and health["products"] == 12
         assert _search(client).json()["encoder_fingerprint"] == second_encoder[1]
         assert not any(tmp_path.rglob("*.sqlite3"))
+
+
+def test_one_reload_at_a_time(
+    tiny_encoder_path: Path, store_dir: Path, second_encoder: tuple[Path, str], second_store: Path
+) -> None:
+    settings = Settings(encoder_path=tiny_encoder_path, store_dir=store_dir)
+
+    async def scenario() -> None:
+        swapper = Swapper(State(), settings, Metrics())
+        await swapper.start()
+        try:
+            first = asyncio.create_task(swapper.reload(second_encoder[0], second_store))
+            await asyncio.sleep(0)  # the first reload holds the lock and waits for its thread
+            with pytest.raises(ReloadRefused) as refused:
+                await swapper.reload(second_encoder[0], second_store)
+            assert refused.value.code == "reload_in_progress"
+            assert (await first).changed and swapper.current.fingerprint == second_encoder[1]
+        finally:
+            await swapper.stop()
+
+    asyncio.run(scenario())
