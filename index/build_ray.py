@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -58,11 +59,27 @@ def ray_session(address: str) -> Iterator[Any]:
     if address == "local":  # a new Ray instance on this machine, even when another one runs
         ray.init(address="local", include_dashboard=False)
     else:
+        _check_reachable(address)
         ray.init(address=address)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail at once when nothing listens at ``host:port`` (Ray itself would retry for minutes);
+    an address without a port (``auto``) is left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ValueError(
+            f"no Ray cluster answers at {address} ({exc}); start one with `ray start --head` and give the "
+            "address it prints, or use --ray local"
+        ) from exc
 
 
 class EmbedProducts:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -218,3 +219,18 @@ def test_local_starts_a_ray_of_its_own_and_stops_it(ray_address: str) -> None:
     assert done.returncode == 0, done.stderr
     words = done.stdout.split()
     assert words[0] != ray_address and float(words[1]) >= 1 and words[-2:] == ["after", "False"]
+
+
+def test_an_address_where_no_ray_answers_is_refused_plainly(
+    catalog: Path, tiny_encoder_path: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "lookalike", "build"]
+    command += build_args(catalog / "catalog.csv", tiny_encoder_path, tmp_path / "store")
+    command += ["--ray", f"127.0.0.1:{port}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert f"error: no Ray cluster answers at 127.0.0.1:{port}" in done.stderr
+    assert "ray start --head" in done.stderr
