@@ -16,7 +16,9 @@ from index import ProductStore, SearchFilter
 from index.calibration import MatchThresholds
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below do no blocking work, so they are ``async``: FastAPI runs a plain ``def``
+# dependency in its thread pool, a hop per dependency per request that a busy server pays for.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -52,7 +54,7 @@ StoreDep = Annotated[ProductStore, Depends(get_store)]
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="one of LOOKALIKE_API_KEYS")] = None,
 ) -> None:
@@ -80,7 +82,7 @@ def require_api_key(
 ApiKeyDep = Depends(require_api_key)
 
 
-def query_filter(
+async def query_filter(
     category: Annotated[str | None, Query(max_length=200, description="only this category")] = None,
     min_price: Annotated[float | None, Query(ge=0, description="only products at least this price")] = None,
     max_price: Annotated[float | None, Query(ge=0, description="only products at most this price")] = None,

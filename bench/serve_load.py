@@ -12,7 +12,9 @@ randomly initialised one of that architecture; its speed is what counts here), t
    client sends its next photo when the last answer came), with QPS, p50/p95/p99 and the mean
    encoder batch size (from ``/metrics``);
 3. the same server with ``max_batch_size=1`` (no batching) at the highest concurrency;
-4. the batched server at half its peak rate (open loop, Poisson arrivals): p99 / p50.
+4. the batched server at half its peak rate (open loop, Poisson arrivals): p99 / p50;
+5. where the CPU goes: the server's CPU time per search (all its threads: HTTP, decoding, the
+   encoder, FAISS) and the load generator's, both from the kernel's accounting of each process.
 
 Queries are real JPEGs (clothing-small test photos). Prints Markdown tables and the goal ratios.
 """
@@ -51,8 +53,20 @@ def make_store(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     return encoder_path, store
 
 
-def ceiling(encoder_path: Path, store_dir: Path, photos: list[bytes], total: int, batch: int) -> float:
-    """Queries/s of decode + embed + search in batches in this process."""
+def ceiling(
+    encoder_path: Path, store_dir: Path, photos: list[bytes], total: int, batch: int, threads: int
+) -> float:
+    """Queries/s of decode + embed + search in batches in this process, with ``threads`` torch
+    threads (on a shared machine one thread can beat two that wait for each other)."""
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _ceiling(encoder_path, store_dir, photos, total, batch)
+    finally:
+        torch.set_num_threads(default_threads)
+
+
+def _ceiling(encoder_path: Path, store_dir: Path, photos: list[bytes], total: int, batch: int) -> float:
     encoder = load_encoder(encoder_path)
     preprocess = Preprocessor(encoder.config)
     with ProductStore(store_dir) as store:
@@ -63,6 +77,12 @@ def ceiling(encoder_path: Path, store_dir: Path, photos: list[bytes], total: int
             pixels = torch.stack([preprocess(q) for q in queries[start : start + batch]])
             store.search(encoder.embed(pixels).numpy(), 10)
         return total / (time.perf_counter() - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batch_stats(base: str) -> tuple[float, float]:
@@ -133,10 +153,21 @@ def main() -> None:
         encoder_path, store = make_store(args, Path(tmp))
         arch = load_encoder(encoder_path).config
         print(f"\n{arch.arch} at {arch.image_size} px; {len(photos)} query JPEGs; {os.cpu_count()} CPUs")
-        top = ceiling(encoder_path, store, photos, args.requests, args.batch_size)
-        print(f"ceiling (in-process decode + embed + search, batches of {args.batch_size}): {top:.1f} q/s\n")
-        print("| server | concurrency | QPS | x ceiling | p50 ms | p95 ms | p99 ms | mean batch |")
-        print("|---|---|---|---|---|---|---|---|")
+        by_threads = {
+            n: ceiling(encoder_path, store, photos, args.requests, args.batch_size, n)
+            for n in sorted({1, torch.get_num_threads()})
+        }
+        top = max(by_threads.values())
+        tried = ", ".join(f"{q:.1f} q/s with {n} torch threads" for n, q in by_threads.items())
+        print(
+            f"ceiling (in-process decode + embed + search, batches of {args.batch_size}): "
+            f"{top:.1f} q/s ({tried})\n"
+        )
+        print(
+            "| server | concurrency | QPS | x ceiling | p50 ms | p95 ms | p99 ms | mean batch "
+            "| server CPU ms/search | load generator CPU ms/search |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
         rows: dict[tuple[str, int], float] = {}
         settings = {
             "LOOKALIKE_MAX_BATCH_SIZE": str(args.batch_size),
@@ -147,17 +178,20 @@ def main() -> None:
             ("batched", settings, levels),
             ("unbatched", unbatched, levels[-1:]),
         ):
-            with running_server(encoder_path, store, **env) as (base, _):
+            with running_server(encoder_path, store, **env) as (base, server):
                 for c in concurrencies:
                     before = batch_stats(base)
+                    server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
                     qps, ms = asyncio.run(closed_loop(base, photos, c, args.requests))
+                    server_cpu = (cpu_seconds(server.pid) - server_cpu) * 1000 / (args.requests + 4)
+                    client_cpu = (time.process_time() - client_cpu) * 1000 / (args.requests + 4)
                     after = batch_stats(base)
                     mean_batch = (after[0] - before[0]) / max(after[1] - before[1], 1)
                     rows[name, c] = qps
                     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
                     print(
                         f"| {name} | {c} | {qps:.1f} | {qps / top:.2f} | {p50:.0f} | {p95:.0f} | {p99:.0f} | "
-                        f"{mean_batch:.1f} |",
+                        f"{mean_batch:.1f} | {server_cpu:.1f} | {client_cpu:.1f} |",
                         flush=True,
                     )
                 if name == "batched":
