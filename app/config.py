@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="cosine at which images count as near-duplicates"
     )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
+    index_gpu_shard: bool = Field(
+        False,
+        description="with several GPUs: split the index across them (memory), not a copy on each (speed)",
+    )
     insecure_dev_mode: bool = Field(
         False, description="writes without an API key; only on a loopback address, for local development"
     )

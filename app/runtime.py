@@ -117,6 +117,7 @@ def open_runtime(
         fingerprint,
         encoder.embed_dim,
         float16=settings.index_float16,
+        gpu_shard=settings.index_gpu_shard,
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_policy=settings.duplicate_policy,
         database_url=database_url or None,

@@ -107,6 +107,7 @@ class ProductStore:
         snapshot_every: int = 1000,
         float16: bool = False,
         force_tombstones: bool = False,
+        gpu_shard: bool = False,
         duplicate_threshold: float = 0.9,
         duplicate_policy: DuplicatePolicy = "report",
         database_url: str | None = None,
@@ -120,6 +121,7 @@ class ProductStore:
         self.fingerprint, self.dim = self._check_encoder(fingerprint, dim)
         self._index_text_once()
         self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
+        self.gpu_shard = gpu_shard
         self.snapshot_every = snapshot_every
         if duplicate_policy not in ("off", "report", "refuse"):
             raise ValueError(f"duplicate_policy must be off, report or refuse, not {duplicate_policy!r}")
@@ -193,7 +195,13 @@ class ProductStore:
 
     def _wrap(self, cpu_index: faiss.Index, index_type: str, tombstones: Iterable[int] = ()) -> VectorIndex:
         return VectorIndex(
-            cpu_index, index_type, tombstones, self.use_gpu, self.float16, self.force_tombstones
+            cpu_index,
+            index_type,
+            tombstones,
+            self.use_gpu,
+            self.float16,
+            self.force_tombstones,
+            self.gpu_shard,
         )
 
     def _load_vectors(self) -> tuple[VectorIndex, int, int]:

@@ -53,6 +53,7 @@ class VectorIndex:
         use_gpu: bool = False,
         float16: bool = False,
         force_tombstones: bool = False,
+        gpu_shard: bool = False,
     ) -> None:
         self.index_type = index_type
         self.tombstones: set[int] = set(tombstones)
@@ -60,7 +61,7 @@ class VectorIndex:
         self.on_gpu = False
         self._index = cpu_index
         if use_gpu and gpu_count() > 0:
-            self._index, self.on_gpu = _to_gpu(cpu_index, float16)
+            self._index, self.on_gpu = _to_gpu(cpu_index, gpu_cloner_options(float16, gpu_shard))
         # Flat on CPU removes in place; everything else keeps tombstones until a rebuild
         self.removes_in_place = (
             not self.on_gpu and not force_tombstones and isinstance(ann.inner(cpu_index), faiss.IndexFlat)
@@ -131,11 +132,18 @@ class VectorIndex:
         return f"{self.index_type} ({kind}, {where}, {len(self.tombstones)} tombstones)"
 
 
-def _to_gpu(index: faiss.Index, float16: bool) -> tuple[faiss.Index, bool]:
-    """A GPU clone of ``index`` on every GPU; the CPU index when FAISS has no GPU version of it."""
+def gpu_cloner_options(float16: bool, shard: bool) -> faiss.GpuMultipleClonerOptions:
+    """How the index goes onto the GPUs: ``shard`` splits the vectors across them (one GPU's
+    memory per 1/n of the catalog, an IndexShards), otherwise every GPU holds a full replica
+    (more queries per second, an IndexReplicas); ``float16`` halves the memory of Flat/IVF-Flat."""
     options = faiss.GpuMultipleClonerOptions()
     options.useFloat16 = float16
-    options.shard = False
+    options.shard = shard
+    return options
+
+
+def _to_gpu(index: faiss.Index, options: faiss.GpuMultipleClonerOptions) -> tuple[faiss.Index, bool]:
+    """A GPU clone of ``index`` across every GPU; the CPU index when FAISS has no GPU version of it."""
     try:
         return faiss.index_cpu_to_all_gpus(index, co=options), True
     except RuntimeError as exc:  # e.g. HNSW: no GPU implementation
