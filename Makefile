@@ -28,11 +28,10 @@ lint: install
 
 # The browser tests drive Debian's Chromium; the PostgreSQL tests start their own server with
 # initdb/postgres. Both come from Debian's packages, installed only when missing.
-PG_BINDIR ?= $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 system-deps:
 	@missing=""; \
-	test -x /usr/bin/chromium || missing="$$missing chromium"; \
-	test -n "$(PG_BINDIR)" || missing="$$missing postgresql"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium fonts-liberation"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
