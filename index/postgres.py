@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
 from index.db import Database, Queries, Transaction
@@ -85,7 +86,7 @@ class _Reader(Queries):
 
 class PostgresDatabase(Database):
     """One autocommit connection shared by threads (statements take turns under ``lock``);
-    reconnects on the next statement after the server went away."""
+    made anew when the server dropped it."""
 
     dialect = "postgresql"
     integrity_errors = (psycopg.errors.IntegrityError,)
@@ -119,7 +120,16 @@ class PostgresDatabase(Database):
         return self._conn
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Outside a transaction, a read that finds the connection dropped (the server restarted,
+        a failover) is run once more on a new connection."""
         with self.lock:
+            conn = self._live()
+            idle = conn.info.transaction_status == TransactionStatus.IDLE
+            try:
+                return _run(conn, sql, params)
+            except psycopg.OperationalError:
+                if not (idle and conn.closed):
+                    raise
             return _run(self._live(), sql, params)
 
     @contextmanager

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 import index.store
@@ -211,6 +212,21 @@ def test_maintenance_commands_work_on_postgres(
         assert maintenance_main(args) == 0
     out = capsys.readouterr().out
     assert "0 problem(s); 5 products, 5 images" in out and '"products": 5' in out
+
+
+def test_a_dropped_connection_is_made_anew(store: ProductStore, database_url: str) -> None:
+    """The server drops every connection (a restart, a failover): the next read still answers."""
+    rng = np.random.default_rng(12)
+    store.add_product(product(1, unit(rng, 1)))
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert dropped == [(True,)]
+    assert store.count() == 1 and store.sync() == 0
+    store.add_product(product(2, unit(rng, 1)))
+    assert store.count() == 2 and faiss_ids(store) == db_image_ids(store)
 
 
 # ---------------------------------------------------------------------- replicas
