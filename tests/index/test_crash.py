@@ -34,9 +34,13 @@ def run_until_killed(directory: Path, first: int, force_tombstones: bool, rng: r
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
+    first = child.stdout.readline()  # its first acknowledged add: a busy machine may take a while
     time.sleep(rng.uniform(0.02, 0.5))
     child.send_signal(signal.SIGKILL)
-    out, _ = child.communicate(timeout=30)
+    # read() through the same buffered file: readline() may already hold later lines, which
+    # communicate() would skip (it reads the pipe's descriptor directly)
+    out = first + child.stdout.read()
+    child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     return out.splitlines()
 
