@@ -65,7 +65,9 @@ window.fetch = (url, options = {}) => {
 
 
 def sent_crops(page: Page) -> list[str | None]:
-    return page.evaluate("window.sentForms.filter((f) => f.url === '/search').map((f) => f.fields.crop ?? null)")
+    return page.evaluate(
+        "window.sentForms.filter((f) => f.url === '/search').map((f) => f.fields.crop ?? null)"
+    )
 
 
 def test_crop_box_moves_with_the_keyboard_and_is_sent(page: Page, shop: Shop) -> None:
@@ -146,15 +148,17 @@ def test_text_search_box(page: Page, shop: Shop) -> None:
 
 def test_files_that_are_not_photos_show_the_apis_error(page: Page, shop: Shop) -> None:
     open_shop(page, shop)
-    page.set_input_files(
-        "#photo-input", files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"just some text\n" * 50}]
-    )
+    text = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"just some text\n" * 50}
+    page.set_input_files("#photo-input", files=[text])
     status = page.locator("#status")
     expect(status).to_have_class("error")
-    expect(status).to_have_text("That file is not a photo we can read. Use a JPEG, PNG, WebP, GIF or BMP image.")
+    expect(status).to_have_text(
+        "That file is not a photo we can read. Use a JPEG, PNG, WebP, GIF or BMP image."
+    )
     expect(cards(page)).to_have_count(0)
     big = b"\xff\xd8\xff\xe0" + b"\0" * (11 * 1024 * 1024)  # over the 10 MB upload limit
-    page.set_input_files("#photo-input", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}])
+    huge = {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}
+    page.set_input_files("#photo-input", files=[huge])
     expect(status).to_contain_text("too large")
 
 
