@@ -85,8 +85,9 @@ class _Reader(Queries):
 
 
 class PostgresDatabase(Database):
-    """One autocommit connection shared by threads (statements take turns under ``lock``);
-    made anew when the server dropped it."""
+    """Reads share one autocommit connection (statements take turns under ``lock``); writes have
+    their own (under ``write_lock``), so a writer waiting for another replica's writer holds up
+    no search. Either connection is made anew when the server dropped it."""
 
     dialect = "postgresql"
     integrity_errors = (psycopg.errors.IntegrityError,)
@@ -98,9 +99,10 @@ class PostgresDatabase(Database):
             f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'localhost')}:"
             f"{info.get('port', 5432)}"
         )
-        self.lock = threading.RLock()
+        self.lock, self.write_lock = threading.RLock(), threading.RLock()
         self._closed = False
         self._conn = self._connect()
+        self._writer = self._connect()
         schema = resources.files("index").joinpath("schema_postgres.sql").read_text()
         with self.transaction() as tx:
             tx.execute(schema)
@@ -114,7 +116,7 @@ class PostgresDatabase(Database):
         return conn
 
     def _live(self) -> psycopg.Connection[Any]:
-        """The shared connection, made anew when the old one broke (server restart, network)."""
+        """The reading connection, made anew when the old one broke (server restart, network)."""
         if self._conn.closed and not self._closed:
             self._conn = self._connect()
         return self._conn
@@ -134,11 +136,34 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self.lock:
-            conn = self._live()
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+        with self.write_lock:
+            conn = self._begin()
+            try:
                 yield _Tx(conn)
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _begin(self) -> psycopg.Connection[Any]:
+        """BEGIN on the writing connection, then wait for the writer lock. A connection found
+        dropped before anything was written is made anew, once."""
+        for retry in (False, True):
+            if self._writer.closed and not self._closed:
+                self._writer = self._connect()
+            conn = self._writer
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                return conn
+            except psycopg.OperationalError:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                    raise
+                if retry:
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def snapshot(self, own_connection: bool = False) -> Iterator[Queries]:
@@ -186,6 +211,7 @@ class PostgresDatabase(Database):
         return bytes(data) if data is not None else None
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self.write_lock:
             self._closed = True
             self._conn.close()
+            self._writer.close()
