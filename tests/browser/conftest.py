@@ -40,6 +40,7 @@ class Shop:
     base: str
     catalog: list[dict[str, str]]  # the demo rows in the store: sku, title, category, price, image_path
     spare_photos: list[Path]  # demo photos that are not in the store
+    store_copy: Path  # the same store, for a second server
 
     def photo(self, sku: str) -> Path:
         row = next(r for r in self.catalog if r["sku"] == sku)
@@ -83,8 +84,9 @@ def shop(tiny_encoder_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
          "--workers", "0", "--no-progress"]
     )
     main(args).close()
+    shutil.copytree(store, work / "store-copy")  # for a second server, before this one writes
     with running_server(tiny_encoder_path, store, LOOKALIKE_API_KEYS=API_KEY) as (base, _):
-        yield Shop(base, chosen, spare)
+        yield Shop(base, chosen, spare, work / "store-copy")
     shutil.rmtree(work, ignore_errors=True)
 
 

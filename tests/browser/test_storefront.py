@@ -8,6 +8,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import API_KEY, Shop, artifacts_dir
+from tests.server import running_server
 
 
 def cards(page: Page):
@@ -160,6 +161,18 @@ def test_files_that_are_not_photos_show_the_apis_error(page: Page, shop: Shop) -
     huge = {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}
     page.set_input_files("#photo-input", files=[huge])
     expect(status).to_contain_text("too large")
+
+
+def test_a_busy_service_says_so(page: Page, shop: Shop, tiny_encoder_path: Path) -> None:
+    """A server whose encoder queue answers nothing in time (a 1 ms wait) answers 503 with
+    Retry-After; the page turns that into a wait-and-retry message."""
+    with running_server(tiny_encoder_path, shop.store_copy, LOOKALIKE_REQUEST_TIMEOUT_S="0.001") as (base, _):
+        page.goto(base + "/")
+        expect(cards(page)).to_have_count(len(shop.catalog))
+        page.set_input_files("#photo-input", str(shop.photo(shop.catalog[0]["sku"])))
+        status = page.locator("#status")
+        expect(status).to_have_text("The service is busy right now. Please try again in 1 second.")
+        expect(status).to_have_class("error")
 
 
 def test_admin_adds_edits_and_deletes_a_product(page: Page, shop: Shop) -> None:

@@ -19,7 +19,8 @@ const UPLOAD_HINTS = {
 export function explain(failure) {
   if (!(failure instanceof ApiFailure)) return "The shop's search cannot be reached. Check your connection and try again.";
   if (failure.status === 503) {
-    const wait = failure.retryAfter ? ` in ${failure.retryAfter} seconds` : " in a moment";
+    const seconds = Number(failure.retryAfter);
+    const wait = seconds > 0 ? ` in ${seconds} second${seconds === 1 ? "" : "s"}` : " in a moment";
     return `The service is busy right now. Please try again${wait}.`;
   }
   if (UPLOAD_HINTS[failure.status]) return UPLOAD_HINTS[failure.status];
