@@ -12,9 +12,19 @@ import torch
 from PIL import Image
 
 from encoder import Encoder, EncoderConfig, save_encoder
+from index.build import get_args_parser as build_args
+from index.build import main as build_main
 from tests.postgres import new_database, running_postgres
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clothing-small"
+
+
+def build_store(catalog: Path, encoder: Path, store: Path, *extra: str) -> Path:
+    """``lookalike build`` of ``catalog`` with ``encoder`` into ``store`` (quiet, no loader
+    workers); ``extra``: more build options. Returns ``store``."""
+    args = ["--catalog", str(catalog), "--encoder", str(encoder), "--store", str(store)]
+    build_main(build_args().parse_args([*args, "--workers", "0", "--no-progress", *extra])).close()
+    return store
 
 
 def make_image(seed: int, size: tuple[int, int] = (96, 128)) -> Image.Image:

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from index.build import get_args_parser, main
+from tests.conftest import build_store
 
 API_KEY = "test-key"
 
@@ -14,21 +14,7 @@ API_KEY = "test-key"
 @pytest.fixture()
 def store_dir(photo_folder: Path, tiny_encoder_path: Path, tmp_path: Path) -> Path:
     """A real store of the 12 photos, built with the tiny encoder."""
-    args = get_args_parser().parse_args(
-        [
-            "--catalog",
-            str(photo_folder),
-            "--encoder",
-            str(tiny_encoder_path),
-            "--store",
-            str(tmp_path / "store"),
-            "--workers",
-            "0",
-            "--no-progress",
-        ]
-    )
-    main(args).close()
-    return tmp_path / "store"
+    return build_store(photo_folder, tiny_encoder_path, tmp_path / "store")
 
 
 def make_client(tiny_encoder_path: Path, store_dir: Path, **settings: object) -> TestClient:

@@ -24,19 +24,12 @@ from app.config import Settings
 from app.metrics import Metrics
 from app.swap import ReloadRefused, Swapper
 from encoder import Encoder, EncoderConfig, save_encoder
-from index.build import get_args_parser, main
 from tests.app.conftest import API_KEY, make_client
-from tests.conftest import image_bytes
+from tests.conftest import build_store, image_bytes
 from tests.postgres import new_database
 from tests.server import running_server
 
 KEY = {"X-API-Key": API_KEY}
-
-
-def _build(catalog: Path, encoder: Path, store: Path) -> Path:
-    args = ["--catalog", str(catalog), "--encoder", str(encoder), "--store", str(store)]
-    main(get_args_parser().parse_args([*args, "--workers", "0", "--no-progress"])).close()
-    return store
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def second_store(tmp_path_factory: pytest.TempPathFactory, second_encoder: tuple
     for i in range(9):
         (root / "photos" / "blue").mkdir(parents=True, exist_ok=True)
         (root / "photos" / "blue" / f"B-{i}.jpg").write_bytes(image_bytes(100 + i))
-    return _build(root / "photos", second_encoder[0], root / "store")
+    return build_store(root / "photos", second_encoder[0], root / "store")
 
 
 def _fingerprint_of_served(client: TestClient | httpx.Client) -> str:
@@ -258,16 +251,8 @@ def test_reload_switches_between_postgresql_catalogs(
         (photo_folder, tiny_encoder_path, first),
         (photo_folder, second_encoder[0], second),
     ):
-        args = [
-            "--catalog",
-            str(catalog),
-            "--encoder",
-            str(encoder),
-            "--store",
-            str(tmp_path / "build-cache"),
-        ]
-        args += ["--database-url", url, "--workers", "0", "--no-progress", "--calibration-sample", "0"]
-        main(get_args_parser().parse_args(args)).close()
+        no_calibration = ("--calibration-sample", "0")
+        build_store(catalog, encoder, tmp_path / "build-cache", "--database-url", url, *no_calibration)
     with make_client(tiny_encoder_path, tmp_path / "cache-a", database_url=first) as client:
         served = _fingerprint_of_served(client)
         _refused(

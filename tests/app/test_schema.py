@@ -11,8 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from index.build import get_args_parser, main
-from tests.conftest import image_bytes
+from tests.conftest import build_store, image_bytes
 from tests.server import running_server
 
 KEY = "schema"
@@ -35,15 +34,7 @@ def api_schema(
     for i in range(6):
         (root / "photos" / "c").mkdir(parents=True, exist_ok=True)
         (root / "photos" / "c" / f"S{i}.jpg").write_bytes(image_bytes(300 + i))
-    args = [
-        "--catalog",
-        str(root / "photos"),
-        "--encoder",
-        str(tiny_encoder_path),
-        "--store",
-        str(root / "store"),
-    ]
-    main(get_args_parser().parse_args([*args, "--workers", "0", "--no-progress"])).close()
+    build_store(root / "photos", tiny_encoder_path, root / "store")
     with running_server(tiny_encoder_path, root / "store", LOOKALIKE_API_KEYS=KEY) as (base, _):
         yield schemathesis.openapi.from_url(f"{base}/openapi.json")
 

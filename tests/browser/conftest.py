@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from index.build import get_args_parser, main
+from tests.conftest import build_store
 from tests.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,12 +78,7 @@ def shop(tiny_encoder_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         for r in chosen:
             writer.writerow({**{k: r[k] for k in ("sku", "title", "category", "price")},
                              "image_path": str(DEMO / r["image_path"])})
-    store = work / "store"
-    args = get_args_parser().parse_args(
-        ["--catalog", str(catalog), "--encoder", str(tiny_encoder_path), "--store", str(store),
-         "--workers", "0", "--no-progress"]
-    )
-    main(args).close()
+    store = build_store(catalog, tiny_encoder_path, work / "store")
     shutil.copytree(store, work / "store-copy")  # for a second server, before this one writes
     with running_server(tiny_encoder_path, store, LOOKALIKE_API_KEYS=API_KEY) as (base, _):
         yield Shop(base, chosen, spare, work / "store-copy")
