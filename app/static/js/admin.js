@@ -1,18 +1,12 @@
 // The shop admin's page: the API key (this tab only), the service's state from /health, and the
 // catalog: add a product with its photos, edit its fields, delete it.
 
-import { ApiFailure, byId, callApi, explain, formatPrice, withQuery } from "./api.js";
+import { ApiFailure, byId, callApi, explain, formatPrice, say, withQuery } from "./api.js";
 
 const KEY_STORAGE = "lookalike-api-key";
 const PAGE_SIZE = 20;
 let page = 0;
 let editing = null; // the product in the edit dialog
-
-function say(id, message, isError = false) {
-  const node = byId(id);
-  node.textContent = message;
-  node.classList.toggle("error", isError);
-}
 
 function apiKey() {
   return sessionStorage.getItem(KEY_STORAGE) || "";

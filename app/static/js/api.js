@@ -74,3 +74,10 @@ export function byId(id) {
   if (!element) throw new Error(`the page has no #${id}`);
   return element;
 }
+
+/** Put ``message`` in the element ``id`` (a status line), marked as an error or not. */
+export function say(id, message, isError = false) {
+  const node = byId(id);
+  node.textContent = message;
+  node.classList.toggle("error", isError);
+}

@@ -1,7 +1,7 @@
 // The shopper's page: the catalog grid, search by photo (picker, camera, drag and drop, paste,
 // crop box), search by words, "more like this", and the category / price filters for all of them.
 
-import { byId, callApi, explain, withQuery } from "./api.js";
+import { byId, callApi, explain, say, withQuery } from "./api.js";
 import { productCard } from "./cards.js";
 import { Cropper } from "./cropper.js";
 
@@ -30,13 +30,7 @@ function setBusy(busy, message) {
   byId("grid").setAttribute("aria-busy", String(busy));
   document.body.classList.toggle("loading", busy);
   byId("search-button").disabled = busy;
-  if (busy) showStatus(message);
-}
-
-function showStatus(message, isError = false) {
-  const status = byId("status");
-  status.textContent = message;
-  status.classList.toggle("error", isError);
+  if (busy) say("status", message);
 }
 
 function describe(view) {
@@ -88,12 +82,12 @@ function render(view, { items, more, showScore, tookMs }) {
   byId("page-label").textContent = `Page ${view.page + 1}`;
 
   if (items.length === 0) {
-    showStatus(view.kind === "catalog" ? "No products match these filters." : "Nothing found. Try other filters.");
+    say("status", view.kind === "catalog" ? "No products match these filters." : "Nothing found. Try other filters.");
   } else if (view.kind === "catalog") {
-    showStatus(`${items.length} products on this page.`);
+    say("status", `${items.length} products on this page.`);
   } else {
     const took = tookMs === undefined ? "" : ` in ${Math.round(tookMs)} ms`;
-    showStatus(`${items.length} products found${took}.`);
+    say("status", `${items.length} products found${took}.`);
   }
 }
 
@@ -114,7 +108,7 @@ async function show(view, { focus = false } = {}) {
     byId("pager").hidden = true;
     byId("results-title").textContent = describe(view);
     byId("back-to-catalog").hidden = view.kind === "catalog";
-    showStatus(explain(err), true);
+    say("status", explain(err), true);
   } finally {
     if (ticket === state.request) setBusy(false);
   }
@@ -224,7 +218,7 @@ async function loadCategories() {
       select.append(option);
     }
   } catch (err) {
-    showStatus(explain(err), true);
+    say("status", explain(err), true);
   }
 }
 
