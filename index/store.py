@@ -648,14 +648,10 @@ class ProductStore:
         return {r["sku"] for r in self.db.rows_in("SELECT sku FROM products WHERE sku IN ({})", list(skus))}
 
     def list_products(
-        self,
-        offset: int = 0,
-        limit: int = 50,
-        category: str | None = None,
-        wanted: SearchFilter | None = None,
+        self, offset: int = 0, limit: int = 50, filter: SearchFilter | None = None
     ) -> list[Product]:
-        """A page of products in id order, matching ``wanted`` (or just ``category``)."""
-        where, params = (wanted or SearchFilter(category=category)).where("p", self.db.dialect)
+        """A page of products in id order, those matching ``filter`` when one is given."""
+        where, params = (filter or SearchFilter()).where("p", self.db.dialect)
         rows = self.db.query(
             f"SELECT id FROM products p WHERE {where} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
         )

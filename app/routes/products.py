@@ -307,7 +307,7 @@ def list_products(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[ProductOut]:
     """A page of the catalog in id order, optionally one category and a price range."""
-    return [ProductOut.from_product(p) for p in store.list_products(offset, limit, wanted=wanted)]
+    return [ProductOut.from_product(p) for p in store.list_products(offset, limit, wanted)]
 
 
 @router.get("/categories", response_model=list[CategoryOut])

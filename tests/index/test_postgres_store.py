@@ -131,7 +131,7 @@ def test_filters_match_numpy_and_sqlite_on_both_search_paths(
                 assert_same(hits(store, queries, 5, f), want)  # inside FAISS
     assert sum(matches(r, plain[2]) for r in refs) > 0 and sum(matches(r, plain[4]) for r in refs) == 0
     assert hits(store, queries, 5, typed[0]) == [[]] * 6 and len(hits(store, queries, 5, typed[1])[0]) == 5
-    assert {p.sku for p in store.list_products(limit=200, category="hats")} == {
+    assert {p.sku for p in store.list_products(limit=200, filter=SearchFilter(category="hats"))} == {
         r.sku for r in refs if r.category == "hats"
     }
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import DuplicateSkuError, EncoderMismatchError, NewProduct, ProductStore
+from index import DuplicateSkuError, EncoderMismatchError, NewProduct, ProductStore, SearchFilter
 from tests.conftest import image_bytes
 
 DIM = 16
@@ -135,8 +135,8 @@ def test_list_products_paginates_and_filters(store: ProductStore) -> None:
     rng = np.random.default_rng(6)
     store.add_products([product(i, unit(rng, 1), category="a" if i % 2 else "b") for i in range(7)])
     assert [p.sku for p in store.list_products(offset=2, limit=3)] == ["SKU-2", "SKU-3", "SKU-4"]
-    assert {p.category for p in store.list_products(category="a")} == {"a"}
-    assert len(store.list_products(category="a")) == 3
+    assert {p.category for p in store.list_products(filter=SearchFilter(category="a"))} == {"a"}
+    assert len(store.list_products(filter=SearchFilter(category="a"))) == 3
 
 
 @pytest.mark.parametrize("index_type,force_tombstones", [("Flat", False), ("HNSW32", True)])
