@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
 from encoder import Encoder, Preprocessor
+from index.changes import decode_embeddings
 from index.records import ProductImage
 from index.store import ProductStore
 
@@ -79,9 +81,14 @@ def same_product_scores(
                 pixels.append(preprocess(out.getvalue()))
                 owners.append(j)
         vectors = encoder.embed(torch.stack(pixels)).cpu().numpy()  # (3B, D)
-        stored = np.stack([np.frombuffer(chunk[j]["embedding"], np.float32) for j in owners])
+        stored = _embeddings([chunk[j] for j in owners], store.dim)
         scores.append(np.sum(vectors * stored, axis=1))
     return np.concatenate(scores)
+
+
+def _embeddings(rows: Sequence[Any], dim: int) -> np.ndarray:
+    """The stored embeddings of image ``rows`` (with ``id`` and ``embedding``): (N, dim)."""
+    return decode_embeddings([r["id"] for r in rows], [bytes(r["embedding"]) for r in rows], dim)
 
 
 def other_product_scores(store: ProductStore, sample: int = 2000, seed: int = 0) -> np.ndarray:
@@ -92,7 +99,7 @@ def other_product_scores(store: ProductStore, sample: int = 2000, seed: int = 0)
     rng = np.random.default_rng(seed)
     picked = [rows[i] for i in rng.choice(len(rows), min(sample, len(rows)), replace=False)]
     owner = {r["id"]: r["product_id"] for r in rows}
-    queries = np.stack([np.frombuffer(r["embedding"], np.float32) for r in picked])
+    queries = _embeddings(picked, store.dim)
     scores, ids = store.nearest_images(queries, 21)
     best = []
     for r, row_scores, row_ids in zip(picked, scores, ids, strict=True):
