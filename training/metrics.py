@@ -52,3 +52,30 @@ def retrieval_report(
     report = {f"recall@{k}": recall_at_k(ranked_labels, query_labels, k) for k in ks}
     report[f"map@{map_k}"] = mean_average_precision_at_k(ranked_labels, query_labels, gallery_labels, map_k)
     return report
+
+
+def recall_curve(ranked_labels: np.ndarray, query_labels: np.ndarray) -> np.ndarray:
+    """recall@k for every k = 1..K at once: (K,) float64, entry k - 1 = ``recall_at_k(..., k)``.
+
+    ranked_labels: (Q, K) labels of the ranked gallery items, query_labels: (Q,).
+    """
+    hits = ranked_labels == query_labels[:, None]  # (Q, K)
+    return np.logical_or.accumulate(hits, axis=1).mean(axis=0)
+
+
+def first_hit_rank(
+    queries: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray
+) -> np.ndarray:
+    """1-based rank of the first same-label gallery item per query over the whole gallery, in the
+    order of ``rank_gallery`` (ties broken by gallery order); 0 where the gallery holds none.
+
+    queries: (Q, D), gallery: (G, D) -> (Q,) int64. Needs no sort: the first hit is the best
+    scoring relevant item, and its rank counts the items ordered before it.
+    """
+    scores = queries @ gallery.T  # scores: (Q, G)
+    relevant = gallery_labels[None, :] == query_labels[:, None]  # (Q, G)
+    best = np.argmax(np.where(relevant, scores, -np.inf), axis=1)  # (Q,) first best relevant item
+    best_score = np.take_along_axis(scores, best[:, None], axis=1)  # (Q, 1)
+    earlier = np.arange(gallery.shape[0])[None, :] < best[:, None]  # (Q, G)
+    before = (scores > best_score) | ((scores == best_score) & earlier)  # (Q, G)
+    return np.where(relevant.any(axis=1), before.sum(axis=1) + 1, 0).astype(np.int64)
