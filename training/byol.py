@@ -25,9 +25,14 @@ def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 class BYOL(SSLMethod):
     def __init__(
-        self, encoder: Encoder, hidden_dim: int = 2048, out_dim: int = 256, base_momentum: float = 0.99
+        self,
+        encoder: Encoder,
+        hidden_dim: int = 2048,
+        out_dim: int = 256,
+        base_momentum: float = 0.99,
+        koleo_weight: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(koleo_weight)
         if not 0 <= base_momentum < 1:
             raise ValueError(f"base_momentum must be in [0, 1), got {base_momentum}")
         self.encoder = encoder
@@ -41,11 +46,11 @@ class BYOL(SSLMethod):
         self.momentum = base_momentum
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.encode_views(self.encoder, self.projector, view1, view2)  # (N, P) each
+        h1, h2, z1, z2 = self.embed_views(self.encoder, self.projector, view1, view2)  # z: (N, P) each
         p1, p2 = self.predictor(z1), self.predictor(z2)
         with torch.no_grad():
             t1, t2 = self.encode_views(self.target_encoder, self.target_projector, view1, view2)
-        return regression_loss(p1, t2) + regression_loss(p2, t1)
+        return self.regularise(regression_loss(p1, t2) + regression_loss(p2, t1), h1, h2)
 
     @torch.no_grad()
     def on_step_end(self, step: int, total_steps: int) -> None:

@@ -30,8 +30,9 @@ class MoCo(SSLMethod):
         queue_size: int = 4096,
         momentum: float = 0.99,
         temperature: float = 0.2,
+        koleo_weight: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(koleo_weight)
         if queue_size < 1 or not 0 <= momentum < 1 or temperature <= 0:
             raise ValueError("MoCo needs queue_size >= 1, 0 <= momentum < 1 and temperature > 0")
         self.encoder = encoder
@@ -53,9 +54,8 @@ class MoCo(SSLMethod):
         return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        q1, q2 = (
-            F.normalize(q.float(), dim=1) for q in self.encode_views(self.encoder, self.head, view1, view2)
-        )
+        h1, h2, q1, q2 = self.embed_views(self.encoder, self.head, view1, view2)
+        q1, q2 = F.normalize(q1.float(), dim=1), F.normalize(q2.float(), dim=1)
         with torch.no_grad():
             k1, k2 = (
                 F.normalize(k.float(), dim=1)
@@ -64,7 +64,7 @@ class MoCo(SSLMethod):
         loss = (self._contrast(q1, k2) + self._contrast(q2, k1)) / 2
         if self.training:
             self._pending = gather_no_grad(torch.cat([k1, k2]))  # enqueued after the optimiser step
-        return loss
+        return self.regularise(loss, h1, h2)
 
     @torch.no_grad()
     def on_step_end(self, step: int, total_steps: int) -> None:

@@ -14,9 +14,14 @@ class SimCLR(SSLMethod):
     """``forward(view1, view2)`` -> NT-Xent over all 2N - 2 negatives (from every rank)."""
 
     def __init__(
-        self, encoder: Encoder, hidden_dim: int = 2048, out_dim: int = 128, temperature: float = 0.2
+        self,
+        encoder: Encoder,
+        hidden_dim: int = 2048,
+        out_dim: int = 128,
+        temperature: float = 0.2,
+        koleo_weight: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(koleo_weight)
         self.encoder = encoder
         self.head = MLPHead(encoder.embed_dim, hidden_dim, out_dim)
         self.criterion = NTXentLoss(temperature)
@@ -26,5 +31,5 @@ class SimCLR(SSLMethod):
         return self.encode_views(self.encoder, self.head, view1, view2)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.project(view1, view2)
-        return self.criterion(z1, z2)
+        h1, h2, z1, z2 = self.embed_views(self.encoder, self.head, view1, view2)
+        return self.regularise(self.criterion(z1, z2), h1, h2)
