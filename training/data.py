@@ -1,9 +1,9 @@
-"""Image datasets over a catalog folder or CSV: unlabeled for training, labeled for evaluation."""
+"""Image datasets over catalog folders or CSVs: unlabeled for training, labeled for evaluation."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +32,31 @@ def read_image_list(source: str | Path, label_column: str = "category") -> list[
 
 
 class ImageListDataset(Dataset):
-    """Images from ``read_image_list``; item = (transform(image), label index).
+    """Images from ``read_image_list`` of one source or several; item = (transform(image), label
+    index).
 
-    ``classes`` lists the labels in sorted order. A file that cannot be decoded raises with
-    its path, rather than silently training on less data.
+    Several sources are concatenated in order (e.g. the catalog's packshots and unlabeled
+    photos shoppers took); ``limit`` keeps the first N images of each. ``classes`` lists the
+    labels in sorted order. A source without images, or a file that cannot be decoded, raises
+    with its path, rather than silently training on less data.
     """
 
     def __init__(
         self,
-        source: str | Path,
+        source: str | Path | Sequence[str | Path],
         transform: Callable[[Any], Any],
         label_column: str = "category",
         limit: int | None = None,
     ) -> None:
-        items = read_image_list(source, label_column)
-        if limit is not None:
-            items = items[:limit]
-        if not items:
-            raise ValueError(f"no images found in {source}")
+        sources = [source] if isinstance(source, (str, Path)) else list(source)
+        if not sources:
+            raise ValueError("ImageListDataset needs at least one source")
+        items: list[tuple[Path, str]] = []
+        for one in sources:
+            found = read_image_list(one, label_column)[:limit]
+            if not found:
+                raise ValueError(f"no images found in {one}")
+            items += found
         self.paths = [p for p, _ in items]
         self.classes = sorted({label for _, label in items})
         index = {c: i for i, c in enumerate(self.classes)}

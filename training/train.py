@@ -24,7 +24,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from encoder import Encoder, eval_transform, pick_device, save_encoder
 from encoder.backbones import BACKBONES
-from training.augment import AugmentConfig, TwoViews, view_transform
+from training.augment import (
+    SHOPPER_PRESET,
+    AugmentConfig,
+    TwoViews,
+    shopper_probabilities,
+    view_transform,
+)
 from training.byol import BYOL
 from training.data import ImageListDataset
 from training.distributed import DistInfo, init_distributed, shutdown_distributed
@@ -45,7 +51,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train the image encoder self-supervised on unlabeled photos.", add_help=add_help
     )
-    p.add_argument("--data", required=True, help="folder of photos (recursive) or CSV with image_path")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="folder of photos (recursive) or CSV with image_path; repeat it to add sources, "
+        "e.g. the catalog and unlabeled shoppers' photos",
+    )
     p.add_argument("--out", default="encoder.pt", help="where to write the exported encoder")
     p.add_argument("--output-dir", default=None, help="checkpoint every epoch and log.jsonl here")
     p.add_argument(
@@ -107,6 +119,36 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--grayscale-p", type=float, default=0.2)
     p.add_argument("--blur-p", type=float, default=0.5)
+    shopper = p.add_argument_group(
+        "shopper-photo augmentations and regulariser",
+        "make a catalog photo look like a shopper's phone photo; each flag is the probability of "
+        "one augmentation (default 0: off; training/shopper.py, training/background.py)",
+    )
+    shopper.add_argument(
+        "--shopper-augment",
+        action="store_true",
+        help="turn on all of them at once (probabilities: training/augment.py SHOPPER_PRESET); "
+        "an explicit flag below overrides its share",
+    )
+    for name, what in [
+        ("background", "replace a packshot's plain background by a crop of another training photo"),
+        ("perspective", "perspective warp (product seen at an angle)"),
+        ("rotation", "small rotation (a few degrees, corners filled by mirroring)"),
+        ("occlusion", "a hand-like blob in front of the product"),
+        ("glare", "a soft bright highlight"),
+        ("white-balance", "colour cast (red/blue gains)"),
+        ("exposure", "under- or over-exposure"),
+        ("motion-blur", "camera shake (line kernel at a random angle)"),
+        ("jpeg", "JPEG recompression at a low quality"),
+    ]:
+        shopper.add_argument(f"--{name}-p", type=float, default=None, metavar="P", help=what)
+    shopper.add_argument(
+        "--koleo-weight",
+        type=float,
+        default=0.0,
+        help="weight of the KoLeo regulariser of SSCD on the embeddings of both views "
+        "(training/koleo.py; 0: off; SSCD used 30)",
+    )
     p.add_argument("--val", default=None, help="labeled folder/CSV for the kNN top-1 monitor")
     p.add_argument("--knn-every", type=int, default=1, help="epochs between kNN monitor runs")
     p.add_argument("--knn-k", type=int, default=20)
@@ -127,8 +169,9 @@ def seed_everything(seed: int) -> None:
 
 
 def build_method(args: argparse.Namespace, encoder: Encoder) -> SSLMethod:
+    koleo = args.koleo_weight
     if args.method == "simclr":
-        return SimCLR(encoder, args.proj_hidden_dim, args.proj_dim or 128, args.temperature)
+        return SimCLR(encoder, args.proj_hidden_dim, args.proj_dim or 128, args.temperature, koleo)
     if args.method == "moco":
         return MoCo(
             encoder,
@@ -137,8 +180,9 @@ def build_method(args: argparse.Namespace, encoder: Encoder) -> SSLMethod:
             args.moco_queue,
             args.moco_momentum,
             args.temperature,
+            koleo,
         )
-    return BYOL(encoder, args.proj_hidden_dim, args.proj_dim or 256, args.byol_momentum)
+    return BYOL(encoder, args.proj_hidden_dim, args.proj_dim or 256, args.byol_momentum, koleo)
 
 
 def _optimizer(args: argparse.Namespace, method: SSLMethod) -> torch.optim.Optimizer:
@@ -176,6 +220,9 @@ def main(args: argparse.Namespace) -> Path:
         grayscale_p=args.grayscale_p,
         blur_p=args.blur_p,
     )
+    chosen = {name: getattr(args, name) for name in SHOPPER_PRESET}
+    for name, p in shopper_probabilities(chosen, args.shopper_augment).items():
+        setattr(augment, name, p)
     encoder = build_encoder(args.arch, args.init, args.embed_image_size or args.image_size)
     trainable = freeze_blocks(encoder, args.freeze_blocks)
     method = build_method(args, encoder)
@@ -186,10 +233,10 @@ def main(args: argparse.Namespace) -> Path:
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
 
-    dataset = ImageListDataset(
-        args.data,
-        TwoViews(view_transform(augment, encoder.config.mean, encoder.config.std)),
-        limit=args.limit,
+    dataset = ImageListDataset(args.data, lambda image: image, limit=args.limit)
+    # The views are drawn once the photos are listed: the background pool is all of them.
+    dataset.transform = TwoViews(
+        view_transform(augment, encoder.config.mean, encoder.config.std, background_paths=dataset.paths)
     )
     batch_size = min(args.batch_size, len(dataset) // dist_info.world_size)
     if batch_size < 2:
