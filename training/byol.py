@@ -36,7 +36,7 @@ class BYOL(SSLMethod):
         if not 0 <= base_momentum < 1:
             raise ValueError(f"base_momentum must be in [0, 1), got {base_momentum}")
         self.encoder = encoder
-        self.projector = MLPHead(encoder.embed_dim, hidden_dim, out_dim)
+        self.projector = MLPHead(encoder.feature_dim, hidden_dim, out_dim)
         self.predictor = MLPHead(out_dim, hidden_dim, out_dim)
         self.target_encoder = copy.deepcopy(encoder)
         self.target_projector = copy.deepcopy(self.projector)

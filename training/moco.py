@@ -36,7 +36,7 @@ class MoCo(SSLMethod):
         if queue_size < 1 or not 0 <= momentum < 1 or temperature <= 0:
             raise ValueError("MoCo needs queue_size >= 1, 0 <= momentum < 1 and temperature > 0")
         self.encoder = encoder
-        self.head = MLPHead(encoder.embed_dim, hidden_dim, out_dim)
+        self.head = MLPHead(encoder.feature_dim, hidden_dim, out_dim)
         self.key_encoder = copy.deepcopy(encoder)
         self.key_head = copy.deepcopy(self.head)
         for p in [*self.key_encoder.parameters(), *self.key_head.parameters()]:

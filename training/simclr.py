@@ -23,7 +23,7 @@ class SimCLR(SSLMethod):
     ) -> None:
         super().__init__(koleo_weight)
         self.encoder = encoder
-        self.head = MLPHead(encoder.embed_dim, hidden_dim, out_dim)
+        self.head = MLPHead(encoder.feature_dim, hidden_dim, out_dim)
         self.criterion = NTXentLoss(temperature)
 
     def project(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

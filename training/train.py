@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from encoder import Encoder, eval_transform, pick_device, save_encoder
 from encoder.backbones import BACKBONES
+from encoder.pooling import POOLINGS
 from training.augment import (
     SHOPPER_PRESET,
     AugmentConfig,
@@ -43,6 +44,7 @@ from training.optim import OPTIMIZERS, build_optimizer, param_groups
 from training.precise_bn import recompute_batchnorm_stats
 from training.simclr import SimCLR
 from training.state import load_checkpoint, save_checkpoint
+from training.whiten import fit_whitening
 
 METHODS = ("simclr", "moco", "byol")
 
@@ -119,6 +121,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--grayscale-p", type=float, default=0.2)
     p.add_argument("--blur-p", type=float, default=0.5)
+    # The retrieval head of the exported encoder (saved in encoder.pt, used by build and serve)
+    p.add_argument("--pooling", default="avg", choices=POOLINGS, help="global pooling of the feature map")
+    p.add_argument("--gem-p", type=float, default=3.0, help="GeM exponent (with --pooling gem)")
+    p.add_argument("--flip", action="store_true", help="embed a photo and its mirror image, averaged")
+    p.add_argument(
+        "--scales", type=_scales, default=(1.0,), help="embed at these input scales, averaged (e.g. 1,0.707)"
+    )
+    p.add_argument(
+        "--whiten", action="store_true", help="learn PCA whitening on the training photos after training"
+    )
+    p.add_argument("--whiten-dim", type=int, default=0, help="dimensions the whitening keeps (0: all)")
+    p.add_argument(
+        "--whiten-shrinkage", type=float, default=0.5, help="0: full whitening .. 1: centre and rotate only"
+    )
     shopper = p.add_argument_group(
         "shopper-photo augmentations and regulariser",
         "make a catalog photo look like a shopper's phone photo; each flag is the probability of "
@@ -160,6 +176,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (for exact resume)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales are comma-separated numbers, not {text!r}") from None
+
+
+def head_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The retrieval-head fields of ``EncoderConfig`` chosen on the command line."""
+    return {
+        "pooling": args.pooling,
+        "gem_p": args.gem_p,
+        "flip": args.flip,
+        "scales": tuple(args.scales),
+        "whiten": args.whiten,
+        "whiten_dim": args.whiten_dim if args.whiten else 0,
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -223,7 +258,8 @@ def main(args: argparse.Namespace) -> Path:
     chosen = {name: getattr(args, name) for name in SHOPPER_PRESET}
     for name, p in shopper_probabilities(chosen, args.shopper_augment).items():
         setattr(augment, name, p)
-    encoder = build_encoder(args.arch, args.init, args.embed_image_size or args.image_size)
+    embed_size = args.embed_image_size or args.image_size
+    encoder = build_encoder(args.arch, args.init, embed_size, head_options(args))
     trainable = freeze_blocks(encoder, args.freeze_blocks)
     method = build_method(args, encoder)
     if args.sync_bn and dist_info.enabled and device.type == "cuda":
@@ -324,6 +360,12 @@ def main(args: argparse.Namespace) -> Path:
     if dist_info.is_main:
         if args.precise_bn_images > 0 and not args.bn_eval:
             _precise_bn(args, method.encoder, device)
+        if args.whiten:
+            seen = fit_whitening(
+                method.encoder, args.data, args.whiten_shrinkage, device, args.batch_size, args.workers,
+                args.limit,
+            )
+            print(f"learned PCA whitening on {seen} photos (shrinkage {args.whiten_shrinkage})")
         fingerprint = save_encoder(unwrap(model).encoder, out)
         minutes = (time.perf_counter() - started) / 60
         print(f"wrote {out} (fingerprint {fingerprint[:12]}) after {minutes:.1f} min")
