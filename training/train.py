@@ -36,12 +36,21 @@ from training.byol import BYOL
 from training.data import ImageListDataset
 from training.distributed import DistInfo, init_distributed, shutdown_distributed
 from training.engine import StepSettings, train_one_epoch, unwrap
-from training.freeze import freeze_blocks
+from training.freeze import backbone_blocks, freeze_blocks
 from training.init import build_encoder
 from training.method import SSLMethod
 from training.moco import MoCo
 from training.optim import OPTIMIZERS, build_optimizer, param_groups
 from training.precise_bn import recompute_batchnorm_stats
+from training.recipe import (
+    EMBED_IMAGE_SIZE,
+    IMAGES_PER_RUN,
+    MAX_EPOCHS,
+    MIN_EPOCHS,
+    default_epochs,
+    default_freeze_blocks,
+    fill_defaults,
+)
 from training.simclr import SimCLR
 from training.state import load_checkpoint, save_checkpoint
 from training.whiten import fit_whitening
@@ -73,17 +82,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--arch", default="efficientnet_lite0", choices=sorted(BACKBONES))
     p.add_argument(
         "--init",
-        default="random",
-        help="'random', 'imagenet' (shipped weights, efficientnet_lite0) or a backbone state dict",
+        default="imagenet",
+        help="'imagenet' (default: the shipped weights, efficientnet_lite0), a backbone state dict, "
+        "or 'random' (research only: a shop's photos are too few to learn vision from scratch)",
     )
-    p.add_argument("--image-size", type=int, default=224, help="training crop size (px)")
+    p.add_argument("--image-size", type=int, default=160, help="training crop size (px)")
     p.add_argument(
         "--embed-image-size",
         type=int,
         default=None,
-        help="image size the exported encoder embeds at (default: --image-size)",
+        help=f"image size the exported encoder embeds at (default: {EMBED_IMAGE_SIZE} with a "
+        "pretrained start, else --image-size)",
     )
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"passes over the photos (default: enough to see about {IMAGES_PER_RUN:,} photos, "
+        f"{MIN_EPOCHS}..{MAX_EPOCHS})",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per step and process (2 views each)")
     p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=1e-4, help="backbone learning rate")
@@ -97,11 +114,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--moco-queue", type=int, default=4096, help="MoCo negatives kept (< catalog size)")
     p.add_argument("--moco-momentum", type=float, default=0.99)
     p.add_argument("--byol-momentum", type=float, default=0.99, help="BYOL base EMA momentum (-> 1)")
-    p.add_argument("--freeze-blocks", type=int, default=0, help="freeze the stem and the first N blocks")
+    p.add_argument(
+        "--freeze-blocks",
+        type=int,
+        default=None,
+        help="freeze the stem and the first N blocks (default: 10 of efficientnet_lite0's 16, the "
+        "same share of other archs, with a pretrained start; 0 from random)",
+    )
     p.add_argument(
         "--bn-eval",
-        action="store_true",
-        help="keep the backbone's BatchNorm statistics fixed (recommended with --init imagenet)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the backbone's BatchNorm statistics fixed (default: on with a pretrained start)",
     )
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (CUDA + torchrun)")
     p.add_argument(
@@ -258,8 +282,10 @@ def main(args: argparse.Namespace) -> Path:
     chosen = {name: getattr(args, name) for name in SHOPPER_PRESET}
     for name, p in shopper_probabilities(chosen, args.shopper_augment).items():
         setattr(augment, name, p)
-    embed_size = args.embed_image_size or args.image_size
-    encoder = build_encoder(args.arch, args.init, embed_size, head_options(args))
+    fill_defaults(args)
+    encoder = build_encoder(args.arch, args.init, args.embed_image_size, head_options(args))
+    if args.freeze_blocks is None:
+        args.freeze_blocks = default_freeze_blocks(args.init, len(backbone_blocks(encoder)[1]))
     trainable = freeze_blocks(encoder, args.freeze_blocks)
     method = build_method(args, encoder)
     if args.sync_bn and dist_info.enabled and device.type == "cuda":
@@ -274,6 +300,8 @@ def main(args: argparse.Namespace) -> Path:
     dataset.transform = TwoViews(
         view_transform(augment, encoder.config.mean, encoder.config.std, background_paths=dataset.paths)
     )
+    if args.epochs is None:
+        args.epochs = default_epochs(len(dataset))
     batch_size = min(args.batch_size, len(dataset) // dist_info.world_size)
     if batch_size < 2:
         raise ValueError("self-supervised training needs at least 2 training images per process")
@@ -324,9 +352,11 @@ def main(args: argparse.Namespace) -> Path:
     log_path = output_dir / "log.jsonl" if output_dir and dist_info.is_main else None
     if dist_info.is_main:
         print(
-            f"training {args.method} on {args.arch} ({args.init} init, {trainable:,} trainable backbone "
-            f"parameters), {len(dataset)} images, {len(loader)} steps/epoch of {batch_size} x "
-            f"{dist_info.world_size} process(es), {device}, amp {amp_dtype}"
+            f"training {args.method} on {args.arch} ({args.init} init, {args.freeze_blocks} blocks "
+            f"frozen, BatchNorm statistics {'kept' if args.bn_eval else 'updated'}, {trainable:,} "
+            f"trainable backbone parameters), {len(dataset)} images, {args.epochs} epochs of "
+            f"{len(loader)} steps of {batch_size} x {dist_info.world_size} process(es), {args.image_size} px "
+            f"(embedding at {args.embed_image_size} px), {device}, amp {amp_dtype}"
         )
         if args.val and start_epoch == 0:
             _log(log_path, {"epoch": 0, "knn_top1": _knn(args, method.encoder)})

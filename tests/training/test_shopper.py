@@ -213,6 +213,8 @@ def test_dataset_concatenates_sources(photo_folder: Path, tmp_path: Path) -> Non
 
 
 TINY = [
+    "--init",
+    "random",
     "--arch",
     "mobilenet_v3_small",
     "--image-size",

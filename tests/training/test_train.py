@@ -10,6 +10,8 @@ from training.init import build_encoder
 from training.train import get_args_parser, main
 
 TINY = [
+    "--init",
+    "random",
     "--arch",
     "mobilenet_v3_small",
     "--image-size",
