@@ -11,7 +11,7 @@ import argparse
 import math
 
 PRETRAINED_FREEZE_SHARE = 0.625  # the stem and the first 10 of EfficientNet-Lite0's 16 blocks
-IMAGES_PER_RUN = 6000  # photos seen by a default run (2 epochs of 3,000, 20 of 300)
+IMAGES_PER_RUN = 3000  # photos seen by a default run: 10 epochs of 300 (3,000 and more: MIN_EPOCHS)
 MIN_EPOCHS, MAX_EPOCHS = 2, 50
 EMBED_IMAGE_SIZE = 224  # the exported encoder embeds at the size its ImageNet weights know
 

@@ -162,13 +162,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     shopper = p.add_argument_group(
         "shopper-photo augmentations and regulariser",
         "make a catalog photo look like a shopper's phone photo; each flag is the probability of "
-        "one augmentation (default 0: off; training/shopper.py, training/background.py)",
+        "one augmentation (default: the preset's, training/shopper.py, training/background.py)",
     )
     shopper.add_argument(
         "--shopper-augment",
-        action="store_true",
-        help="turn on all of them at once (probabilities: training/augment.py SHOPPER_PRESET); "
-        "an explicit flag below overrides its share",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="all of them at once (default: on, the probabilities of training/augment.py "
+        "SHOPPER_PRESET; measured in docs/QUALITY.md); an explicit flag below overrides its share",
     )
     for name, what in [
         ("background", "replace a packshot's plain background by a crop of another training photo"),

@@ -257,7 +257,7 @@ def test_train_with_one_data_flag_still_works(photo_folder: Path, tmp_path: Path
     parsed = get_args_parser().parse_args(
         ["--data", str(photo_folder), "--out", str(tmp_path / "e.pt"), *TINY]
     )
-    assert parsed.data == [str(photo_folder)] and parsed.koleo_weight == 0.0 and not parsed.shopper_augment
+    assert parsed.data == [str(photo_folder)] and parsed.koleo_weight == 0.0 and parsed.shopper_augment
     assert parsed.background_p is None
     main(parsed)
     assert (tmp_path / "e.pt").exists()
