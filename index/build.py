@@ -25,10 +25,13 @@ from encoder import (
     load_encoder,
     pick_device,
 )
+from encoder.local_features import LocalFeatures
 from index.calibration import META_KEY, calibrate
 from index.catalog import CatalogItem, read_catalog
+from index.features import features_of
 from index.maintenance import describe_thresholds
 from index.records import NearDuplicate, NewProduct
+from index.rerank import RerankOptions
 from index.store import ProductStore
 
 
@@ -67,7 +70,27 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=100,
         help="catalog photos for the match thresholds (0: skip)",
     )
+    rerank = parser.add_argument_group("geometric re-ranking (docs/MATCHING.md); default: the store's, or on")
+    rerank.add_argument(
+        "--rerank",
+        choices=("on", "off"),
+        default=None,
+        help="keep local features of every photo and re-rank search results by them",
+    )
+    rerank.add_argument("--rerank-k", type=int, default=None, help="global results verified per search")
+    rerank.add_argument("--rerank-budget-ms", type=float, default=None, help="CPU per search for that")
+    rerank.add_argument("--rerank-min-inliers", type=int, default=None, help="inliers of a verified match")
     return parser
+
+
+def rerank_options(args: argparse.Namespace, stored: RerankOptions) -> RerankOptions:
+    """The store's re-ranking options with those given on the command line."""
+    return RerankOptions(
+        stored.enabled if args.rerank is None else args.rerank == "on",
+        stored.k if args.rerank_k is None else args.rerank_k,
+        stored.budget_ms if args.rerank_budget_ms is None else args.rerank_budget_ms,
+        stored.min_inliers if args.rerank_min_inliers is None else args.rerank_min_inliers,
+    )
 
 
 @dataclass
@@ -76,13 +99,15 @@ class _Loaded:
     images: list[bytes]
     tensors: list[torch.Tensor]
     error: str | None = None
+    features: tuple[LocalFeatures | None, ...] | None = None
 
 
 class _CatalogImages(Dataset):
-    """Reads and preprocesses every image of one catalog item; bad images are reported, not raised."""
+    """Reads and preprocesses every image of one catalog item, and finds their local features
+    when asked (in the loader's workers); bad images are reported, not raised."""
 
-    def __init__(self, items: list[CatalogItem], preprocess: Preprocessor) -> None:
-        self.items, self.preprocess = items, preprocess
+    def __init__(self, items: list[CatalogItem], preprocess: Preprocessor, local_features: bool) -> None:
+        self.items, self.preprocess, self.local_features = items, preprocess, local_features
 
     def __len__(self) -> int:
         return len(self.items)
@@ -94,7 +119,7 @@ class _CatalogImages(Dataset):
             tensors = [self.preprocess(d) for d in data]
         except (OSError, ImageDecodeError) as exc:
             return _Loaded(item, [], [], f"{item.sku}: {exc}")
-        return _Loaded(item, data, tensors)
+        return _Loaded(item, data, tensors, None, features_of(data) if self.local_features else None)
 
 
 @dataclass
@@ -105,6 +130,7 @@ class _Batch:
     images: list[tuple[bytes, ...]]
     pixels: torch.Tensor | None  # (M, 3, S, S): every image of ``items``, in order; None when M = 0
     failures: list[str]
+    features: list[tuple[LocalFeatures | None, ...] | None]  # per item
 
 
 def _collate(loaded: list[_Loaded]) -> _Batch:
@@ -115,6 +141,7 @@ def _collate(loaded: list[_Loaded]) -> _Batch:
         [tuple(b.images) for b in good],
         torch.stack(tensors) if tensors else None,
         [b.error for b in loaded if b.error is not None],
+        [b.features for b in good],
     )
 
 
@@ -142,11 +169,12 @@ def embed_catalog(
 ) -> BuildReport:
     """Embed ``items`` and add them to ``store``, one SQLite transaction per batch.
 
-    Workers read, decode and preprocess (one torch thread each) while the main process runs the
-    model; unreadable items are reported in ``BuildReport.failures``, not raised.
+    Workers read, decode and preprocess (one torch thread each), and find the local features
+    when the store re-ranks, while the main process runs the model; unreadable items are
+    reported in ``BuildReport.failures``, not raised.
     """
     loader = DataLoader(
-        _CatalogImages(items, Preprocessor(encoder.config)),
+        _CatalogImages(items, Preprocessor(encoder.config), store.rerank_options.enabled),
         batch_size=max(1, batch_size),
         num_workers=workers,
         collate_fn=_collate,
@@ -159,10 +187,19 @@ def embed_catalog(
                 vectors = encoder.embed(batch.pixels).cpu().numpy()  # (M, D)
                 ends = itertools.accumulate(len(images) for images in batch.images)
                 new, start = [], 0
-                for i, images, end in zip(batch.items, batch.images, ends, strict=True):
+                for i, images, features, end in zip(
+                    batch.items, batch.images, batch.features, ends, strict=True
+                ):
                     new.append(
                         NewProduct(
-                            i.sku, i.title, i.category, i.price, i.attributes, images, vectors[start:end]
+                            i.sku,
+                            i.title,
+                            i.category,
+                            i.price,
+                            i.attributes,
+                            images,
+                            vectors[start:end],
+                            features,
                         )
                     )
                     start = end
@@ -182,6 +219,7 @@ def main(args: argparse.Namespace) -> ProductStore:
         encoder.config.embed_dim,
         database_url=args.database_url,
     )
+    store.set_rerank_options(rerank_options(args, store.rerank_options))
     items = read_catalog(args.catalog)
     done = store.existing_skus(i.sku for i in items)
     todo = [i for i in items if i.sku not in done]

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from encoder import Encoder, EncoderConfig, ImageDecodeError, Preprocessor, encoder_fingerprint, pick_device
 from index.build import BuildReport
 from index.catalog import CatalogItem
+from index.features import features_of
 from index.records import NewProduct
 from index.store import ProductStore
 
@@ -193,6 +194,7 @@ def embed_catalog_ray(
     each = " + ".join(f"{v:g} {k[4:-1].upper()}" for k, v in resources.items())  # "1 GPU + 4 CPU"
     print(f"embedding on Ray: {actors} actors, each holding {each} and running {threads} torch threads")
     dim = encoder.config.embed_dim
+    local_features = store.rerank_options.enabled  # found here, by the driver, as each batch arrives
     try:
         results = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             EmbedProducts,
@@ -227,6 +229,7 @@ def embed_catalog_ray(
                             item.attributes,
                             tuple(images),
                             vectors,
+                            features_of(images) if local_features else None,
                         )
                     )
                     report.images += len(images)

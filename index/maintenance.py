@@ -1,4 +1,5 @@
-"""``lookalike index rebuild|check|outliers|calibrate|info|backup``: look after a product store."""
+"""``lookalike index rebuild|check|outliers|calibrate|info|backup|features|rerank``: look after a
+product store."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from index.backup import backup_store
 from index.calibration import MatchThresholds, calibrate, recalibrate_other
 from index.calibration import load as load_thresholds
 from index.check import check_store
+from index.features import features_of
 from index.outliers import outlier_scores
+from index.records import ProductImage
+from index.rerank import RerankOptions
 from index.store import ProductStore
 
 
@@ -38,12 +42,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     calibrate.add_argument("--encoder", required=True, help="the store's encoder.pt")
     calibrate.add_argument("--sample", type=int, default=200, help="catalog photos to alter and embed")
     actions.add_parser("info", help="what the store holds and which index serves it")
+    actions.add_parser(
+        "features", help="find the local features of the photos that have none (re-ranking; older stores)"
+    )
+    rerank = actions.add_parser("rerank", help="show or change the geometric re-ranking options")
+    rerank.add_argument("--set", choices=("on", "off"), default=None, dest="enabled")
+    rerank.add_argument("--k", type=int, default=None, help="global results verified per search")
+    rerank.add_argument("--budget-ms", type=float, default=None, help="CPU per search for that")
+    rerank.add_argument("--min-inliers", type=int, default=None, help="inliers of a verified match")
     backup = actions.add_parser(
         "backup", help="copy the store while it serves: SQLite online backup, FAISS snapshot, image files"
     )
     backup.add_argument("--store", required=True, help="store directory")
     backup.add_argument("--to", required=True, help="new directory for the copy (absent or empty)")
-    for sub in (rebuild, check, outliers, calibrate, actions.choices["info"]):
+    for sub in (
+        rebuild,
+        check,
+        outliers,
+        calibrate,
+        actions.choices["info"],
+        actions.choices["features"],
+        rerank,
+    ):
         sub.add_argument("--store", required=True, help="store directory")
         sub.add_argument(
             "--database-url",
@@ -57,6 +77,20 @@ def describe_thresholds(t: MatchThresholds) -> str:
         f"match thresholds from {t.images} catalog photos: strong >= {t.strong:.3f}, weak >= {t.weak:.3f} "
         f"(altered copies p5 {t.same_p5:.3f}; nearest other product p50 {t.other_p50:.3f}, "
         f"p99 {t.other_p99:.3f})"
+    )
+
+
+def add_missing_features(store: ProductStore) -> str:
+    """Find and keep the local features of every stored photo without them; a summary line."""
+    kept = 0
+    for batch in store.features.missing():
+        images = [store.image_file(ProductImage(*row)).read_bytes() for row in batch]
+        found = features_of(images)
+        kept += store.save_local_features(
+            {row[0]: f for row, f in zip(batch, found, strict=True) if f is not None}
+        )
+    return (
+        f"local features found for {kept} photos; {store.features.count()} of {store.image_count()} have them"
     )
 
 
@@ -91,6 +125,19 @@ def main(args: argparse.Namespace) -> int:
                 f"{store.count()} products, {store.image_count()} images"
             )
             return 1 if problems else 0
+        elif args.action == "features":
+            print(add_missing_features(store))
+        elif args.action == "rerank":
+            old = store.rerank_options
+            store.set_rerank_options(
+                RerankOptions(
+                    old.enabled if args.enabled is None else args.enabled == "on",
+                    old.k if args.k is None else args.k,
+                    old.budget_ms if args.budget_ms is None else args.budget_ms,
+                    old.min_inliers if args.min_inliers is None else args.min_inliers,
+                )
+            )
+            print(store.rerank_options.to_json())
         elif args.action == "outliers":
             for o in outlier_scores(store, k=args.k, top=args.top):
                 if args.json:
@@ -100,6 +147,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             info = {"products": store.count(), "images": store.image_count(), **store.index_info()}
             info["match_calibration"] = (t := load_thresholds(store)) and asdict(t)
+            info["rerank"] = asdict(store.rerank_options)
+            info["images_with_local_features"] = store.features.count()
             json.dump(info, sys.stdout, indent=2)
             print()
     return 0

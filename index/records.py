@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from encoder.local_features import LocalFeatures
+
 
 @dataclass(frozen=True)
 class ProductImage:
@@ -39,6 +41,8 @@ class NewProduct:
     attributes: dict[str, Any] = field(default_factory=dict)
     images: tuple[bytes, ...] = ()
     embeddings: np.ndarray | None = None  # (len(images), D) float32, L2-normalised
+    # one per image for the geometric re-ranking (index.features.features_of); None: not kept
+    features: tuple[LocalFeatures | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class SearchHit:
     product: Product
     score: float  # cosine similarity of the best-matching image
     image_id: int  # which image of the product matched
+    inliers: int | None = None  # geometric re-ranking: RANSAC inliers of that image; None: not checked
+    verified: bool = False  # the inliers reached the minimum: a geometric match, moved to the top
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,14 @@ CREATE TABLE IF NOT EXISTS images (
     created_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS images_product ON images (product_id);
+-- Local features (SIFT keypoints + descriptors, encoder/local_features.py) of an image, for the
+-- geometric re-ranking of search results. Added in schema version 2: an image without a row (a
+-- store built before, or with re-ranking off) is simply not re-ranked.
+CREATE TABLE IF NOT EXISTS image_features (
+    image_id  INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    kind      TEXT NOT NULL,
+    data      BLOB NOT NULL
+);
 -- Every change to the vector set, in commit order: the FAISS snapshot records the last seq it
 -- holds, and start-up replays the newer ones.
 CREATE TABLE IF NOT EXISTS changes (

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_product ON images (product_id);
 CREATE INDEX IF NOT EXISTS images_path ON images (path);
+-- Local features of an image for the geometric re-ranking (schema version 2; see schema.sql).
+CREATE TABLE IF NOT EXISTS image_features (
+    image_id  bigint PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    kind      text NOT NULL,
+    data      bytea NOT NULL
+);
 -- Every change to the vector set. Writers hold the writer lock from the start of their
 -- transaction to its commit, so sequence numbers become visible in order: a replica that has
 -- applied up to seq N never later finds a committed change below N.

@@ -30,9 +30,11 @@ import numpy as np
 
 from encoder import sniff_format
 from encoder.atomic import atomic_write
+from encoder.local_features import LocalFeatures
 from index import ann
 from index.changes import ChangeBatch, decode_embeddings, read_changes
 from index.db import Queries, Transaction, open_database
+from index.features import FeatureTable
 from index.filters import SearchFilter
 from index.records import (
     AddResult,
@@ -46,12 +48,14 @@ from index.records import (
     SearchHit,
     TextHit,
 )
+from index.rerank import META_KEY as RERANK_KEY
+from index.rerank import RerankOptions
 from index.rwlock import ReadWriteLock
 from index.sync import ChangeFollower
 from index.vectors import SnapshotError, VectorIndex, read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: image_features (local features for the geometric re-ranking)
 DuplicatePolicy = Literal["off", "report", "refuse"]
 EXACT_FILTER_LIMIT = 4096  # a filter leaving at most this many images is answered by exact search
 UPDATABLE = ("sku", "title", "category", "price", "attributes")
@@ -120,6 +124,8 @@ class ProductStore:
         self._vectors_lock = ReadWriteLock()
         self.fingerprint, self.dim = self._check_encoder(fingerprint, dim)
         self._index_text_once()
+        self._migrate()
+        self.features = FeatureTable(self.db)
         self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
         self.gpu_shard = gpu_shard
         self.snapshot_every = snapshot_every
@@ -169,6 +175,14 @@ class ProductStore:
                 self.db.rebuild_text_index(db)
                 db.execute("INSERT INTO meta VALUES ('text_index', '1') ON CONFLICT (key) DO NOTHING")
 
+    def _migrate(self) -> None:
+        """Bring an older store to ``SCHEMA_VERSION``. Version 2 added ``image_features``, which
+        opening the database creates (``IF NOT EXISTS``); its images have no features until
+        ``lookalike index features`` computes them, and are not re-ranked meanwhile."""
+        if int(self._meta().get("schema_version", "1")) < int(SCHEMA_VERSION):
+            log.info("store %s: schema version 2 (local features for re-ranking)", self.db.location)
+            self.set_meta("schema_version", SCHEMA_VERSION)
+
     def _meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.db.query("SELECT key, value FROM meta")}
 
@@ -189,6 +203,15 @@ class ProductStore:
 
     def get_meta(self, key: str) -> str | None:
         return self._meta().get(key)
+
+    @property
+    def rerank_options(self) -> RerankOptions:
+        """The store's geometric re-ranking options (the defaults until set)."""
+        raw = self.get_meta(RERANK_KEY)
+        return RerankOptions.from_json(raw) if raw else RerankOptions()
+
+    def set_rerank_options(self, options: RerankOptions) -> None:
+        self.set_meta(RERANK_KEY, options.to_json())
 
     def _last_seq(self, read: Queries | None = None) -> int:
         return int((read or self.db).scalar("SELECT COALESCE(MAX(seq), 0) FROM changes"))
@@ -320,6 +343,11 @@ class ProductStore:
             if not self.db.scalar("SELECT 1 FROM images WHERE path = ? LIMIT 1", (rel,)):
                 (self.directory / rel).unlink(missing_ok=True)
 
+    @staticmethod
+    def _check_features(images: Sequence[bytes], features: Sequence[LocalFeatures | None] | None) -> None:
+        if features is not None and len(features) != len(images):
+            raise ValueError(f"expected local features for {len(images)} images, got {len(features)}")
+
     def _checked_embeddings(self, images: Sequence[bytes], embeddings: np.ndarray | None) -> np.ndarray:
         if not images:
             raise ValueError("at least one image is needed")
@@ -332,7 +360,12 @@ class ProductStore:
         return emb
 
     def _insert_images(
-        self, db: Transaction, product_id: int, files: Sequence[tuple[str, str, bytes]], emb: np.ndarray
+        self,
+        db: Transaction,
+        product_id: int,
+        files: Sequence[tuple[str, str, bytes]],
+        emb: np.ndarray,
+        features: Sequence[LocalFeatures | None] | None = None,
     ) -> list[int]:
         now, ids = _now(), []
         for vector, (digest, rel, data) in zip(emb, files, strict=True):
@@ -344,6 +377,8 @@ class ProductStore:
             )
             ids.append(int(cur.fetchall()[0][0]))
         db.executemany("INSERT INTO changes (op, image_id) VALUES ('add', ?)", [(i,) for i in ids])
+        if features is not None:
+            self.features.save(db, ids, features)
         return ids
 
     def _delete_images(self, db: Transaction, image_ids: Sequence[int]) -> list[str]:
@@ -404,6 +439,8 @@ class ProductStore:
             if not p.sku or not p.title:
                 raise ValueError("a product needs a non-empty sku and title")
         vectors = [self._checked_embeddings(p.images, p.embeddings) for p in products]
+        for p in products:
+            self._check_features(p.images, p.features)
         skus = [p.sku for p in products]
         if len(set(skus)) != len(skus):
             raise DuplicateSkuError(next(s for s in skus if skus.count(s) > 1))
@@ -436,7 +473,7 @@ class ProductStore:
                         (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
                     )
                     product_ids.append(int(cur.fetchall()[0][0]))
-                    self._insert_images(db, product_ids[-1], stored, emb)
+                    self._insert_images(db, product_ids[-1], stored, emb, p.features)
         except self.db.integrity_errors as exc:
             dup = self.existing_skus(p.sku for p in products)
             if dup:
@@ -501,10 +538,17 @@ class ProductStore:
         }
 
     def add_images(
-        self, product_id: int, images: Sequence[bytes], embeddings: np.ndarray, replace: bool = False
+        self,
+        product_id: int,
+        images: Sequence[bytes],
+        embeddings: np.ndarray,
+        replace: bool = False,
+        features: Sequence[LocalFeatures | None] | None = None,
     ) -> tuple[Product, list[NearDuplicate]] | None:
-        """Add images to a product (``replace``: instead of its current ones); None when it is gone."""
+        """Add images to a product (``replace``: instead of its current ones); None when it is gone.
+        ``features``: their local features for the geometric re-ranking, one per image."""
         emb = self._checked_embeddings(images, embeddings)
+        self._check_features(images, features)
         with self._write_lock:
             product = self.get_product(product_id)
             if product is None:
@@ -513,7 +557,7 @@ class ProductStore:
             old = [i.id for i in product.images] if replace else []
             with self._image_files(images) as files, self.db.transaction() as db:
                 old_paths = self._delete_images(db, old) if old else []
-                self._insert_images(db, product_id, files, emb)
+                self._insert_images(db, product_id, files, emb, features)
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
             self._catch_up()
             self._drop_unreferenced_files(old_paths)
@@ -719,6 +763,25 @@ class ProductStore:
             with atomic_write(path) as f:
                 f.write(data)
         return path
+
+    def local_features(self, image_ids: Sequence[int]) -> dict[int, LocalFeatures]:
+        """image id -> stored local features, for those of ``image_ids`` that have them."""
+        return self.features.load(image_ids)
+
+    def save_local_features(self, features: dict[int, LocalFeatures]) -> int:
+        """Keep (or replace) the local features of stored images, e.g. of a store built before
+        they existed; images deleted meanwhile are skipped. Returns how many were kept."""
+        if not features:
+            return 0
+        with self._write_lock, self.db.transaction() as db:
+            ids = [
+                r["id"]
+                for r in db.execute(
+                    f"SELECT id FROM images WHERE id IN ({','.join('?' * len(features))})", list(features)
+                )
+            ]
+            self.features.save(db, ids, [features[i] for i in ids])
+        return len(ids)
 
     def nearest_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (M, D) -> (scores, image ids), each (M, <=k); id -1 marks an empty place."""

@@ -1,0 +1,147 @@
+"""Local features in the store: kept with their images at add and at build, gone with them, and
+filled in for a store made before they existed (schema version 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from encoder.local_features import FEATURES_KIND, LocalFeatures, extract_features
+from index import NewProduct, ProductStore
+from index.features import features_of
+from index.maintenance import configure
+from index.maintenance import main as index_main
+from index.rerank import RerankOptions
+from tests.conftest import build_store, image_bytes
+from tests.encoder.covers import cover, jpeg
+from tests.index.test_store import DIM, FP, unit
+
+
+def product(i: int, vectors: np.ndarray, with_features: bool = True) -> NewProduct:
+    images = tuple(jpeg(cover(100 * i + j)) for j in range(len(vectors)))
+    return NewProduct(f"SKU-{i}", f"Cover {i}", "dvd", 9.99, {}, images, vectors,
+                      features_of(images) if with_features else None)  # fmt: skip
+
+
+def rows(store: ProductStore) -> int:
+    return int(store.db.scalar("SELECT COUNT(*) FROM image_features"))
+
+
+def same(a: LocalFeatures, b: LocalFeatures) -> bool:
+    return np.array_equal(a.keypoints, b.keypoints) and np.array_equal(a.descriptors, b.descriptors)
+
+
+def test_features_are_kept_with_their_images(tmp_path: Path) -> None:
+    v = unit(np.random.default_rng(0), 3)
+    with ProductStore(tmp_path / "s", FP, DIM) as store:
+        p = store.add_product(product(1, v[:2]))
+        kept = store.local_features([i.id for i in p.images])
+        assert set(kept) == {i.id for i in p.images}
+        assert same(kept[p.images[0].id], extract_features(jpeg(cover(100))))
+        bare = store.add_product(product(2, v[2:3], with_features=False))
+        assert store.local_features([bare.images[0].id]) == {}
+    with ProductStore(tmp_path / "s") as store:  # and after a reopen
+        assert set(store.local_features([i.id for i in p.images])) == {i.id for i in p.images}
+
+
+def test_undecodable_bytes_are_stored_without_features(tmp_path: Path) -> None:
+    v = unit(np.random.default_rng(1), 2)
+    images = (b"not an image", jpeg(cover(3)))
+    with ProductStore(tmp_path / "s", FP, DIM) as store:
+        p = store.add_product(NewProduct("X", "x", None, None, {}, images, v, features_of(images)))
+        assert set(store.local_features([i.id for i in p.images])) == {p.images[1].id}
+        with pytest.raises(ValueError, match="local features for 2 images"):
+            store.add_product(NewProduct("Y", "y", None, None, {}, images, v, features_of(images[:1])))
+
+
+def test_features_go_with_their_images(tmp_path: Path) -> None:
+    v = unit(np.random.default_rng(2), 6)
+    with ProductStore(tmp_path / "s", FP, DIM) as store:
+        p = store.add_product(product(1, v[:2]))
+        q = store.add_product(product(2, v[2:3]))
+        assert rows(store) == 3
+        store.remove_image(p.id, p.images[0].id)
+        assert rows(store) == 2 and store.local_features([p.images[0].id]) == {}
+        store.remove_product(q.id)
+        assert rows(store) == 1
+        extra = (jpeg(cover(7)), jpeg(cover(8)))
+        result = store.add_images(p.id, extra, v[3:5], replace=True, features=features_of(extra))
+        assert result is not None
+        new_ids = {i.id for i in result[0].images}
+        assert rows(store) == 2 and set(store.local_features(sorted(new_ids))) == new_ids
+        assert store.local_features([p.images[1].id]) == {}  # the replaced image's went with it
+
+
+def test_build_keeps_features_and_the_options(tiny_encoder_path: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog" / "dvd"
+    catalog.mkdir(parents=True)
+    for i in range(3):
+        (catalog / f"DVD-{i}.jpg").write_bytes(jpeg(cover(i)))
+    store_dir = build_store(catalog.parent, tiny_encoder_path, tmp_path / "on", "--rerank-k", "7")
+    with ProductStore(store_dir) as store:
+        assert store.rerank_options == RerankOptions(k=7)
+        assert store.features.count() == store.image_count() == 3
+    store_dir = build_store(catalog.parent, tiny_encoder_path, tmp_path / "off", "--rerank", "off")
+    with ProductStore(store_dir) as store:
+        assert not store.rerank_options.enabled and rows(store) == 0
+
+
+def make_version_1(store_dir: Path) -> None:
+    """Turn a store into what schema version 1 was: no image_features table."""
+    with ProductStore(store_dir) as store, store.db.transaction() as tx:
+        tx.execute("DROP TABLE image_features")
+        tx.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        tx.execute("DELETE FROM meta WHERE key = 'rerank'")
+
+
+def index_command(*argv: str) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return index_main(parser.parse_args(list(argv)))
+
+
+def test_a_version_1_store_is_migrated_and_its_features_filled_in(tmp_path: Path) -> None:
+    v = unit(np.random.default_rng(3), 4)
+    with ProductStore(tmp_path / "s", FP, DIM) as store:
+        ids = [i.id for n in range(3) for i in store.add_product(product(n, v[n : n + 1])).images]
+        store.add_product(NewProduct("RAW", "raw", None, None, {}, (b"raw bytes",), v[3:4]))
+    make_version_1(tmp_path / "s")
+    with ProductStore(tmp_path / "s") as store:
+        assert store.get_meta("schema_version") == "2"
+        assert rows(store) == 0 and store.local_features(ids) == {}
+        assert len(store.search(v[:1], 2)[0]) == 2  # searches as before, nothing to re-rank with
+    assert index_command("features", "--store", str(tmp_path / "s")) == 0
+    with ProductStore(tmp_path / "s") as store:
+        assert set(store.local_features(ids)) == set(ids)  # the undecodable one has none
+        assert same(store.local_features(ids[:1])[ids[0]], extract_features(jpeg(cover(0))))
+        assert rows(store) == 3
+    assert index_command("features", "--store", str(tmp_path / "s")) == 0  # nothing left: no change
+
+
+def test_features_of_another_kind_are_not_handed_out(tmp_path: Path) -> None:
+    v = unit(np.random.default_rng(4), 1)
+    with ProductStore(tmp_path / "s", FP, DIM) as store:
+        p = store.add_product(product(1, v))
+        store.db.query("UPDATE image_features SET kind = 'orb1000@800'")
+        assert store.local_features([p.images[0].id]) == {}
+        assert [[i for i, _, _ in batch] for batch in store.features.missing()] == [[p.images[0].id]]
+        assert FEATURES_KIND != "orb1000@800"
+
+
+def test_features_on_postgresql(database_url: str, tmp_path: Path) -> None:
+    v = unit(np.random.default_rng(5), 3)
+    with ProductStore(tmp_path / "s", FP, DIM, database_url=database_url) as store:
+        p = store.add_product(product(1, v[:2]))
+        kept = store.local_features([i.id for i in p.images])
+        assert same(kept[p.images[0].id], extract_features(jpeg(cover(100))))
+        store.remove_image(p.id, p.images[0].id)
+        assert rows(store) == 1
+        store.remove_product(p.id)
+        assert rows(store) == 0
+        bare = store.add_product(NewProduct("B", "b", None, None, {}, (image_bytes(1),), v[2:3]))
+        assert store.save_local_features({bare.images[0].id: extract_features(image_bytes(1))}) == 1
+        assert set(store.local_features([bare.images[0].id])) == {bare.images[0].id}
