@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     duplicate_threshold: float = Field(
         0.9, gt=0, le=1, description="cosine at which images count as near-duplicates"
     )
+    rerank: Literal["store", "on", "off"] = Field(
+        "store",
+        description="geometric re-ranking of photo results by local features (docs/MATCHING.md): as the "
+        "store's options say (lookalike build --rerank), or on/off for this server",
+    )
+    rerank_k: int | None = Field(
+        None, ge=1, le=1000, description="global results verified per search (default: the store's)"
+    )
+    rerank_budget_ms: float | None = Field(
+        None, ge=0, le=10_000, description="CPU per search for verifying them (default: the store's)"
+    )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
     index_gpu_shard: bool = Field(
         False,

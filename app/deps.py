@@ -14,6 +14,7 @@ from app.errors import ApiError
 from app.runtime import Runtime
 from index import ProductStore, SearchFilter
 from index.calibration import MatchThresholds
+from index.rerank import RerankOptions
 
 
 # The dependencies below do no blocking work, so they are ``async``: FastAPI runs a plain ``def``
@@ -45,12 +46,17 @@ async def get_thresholds(runtime: RuntimeDep) -> MatchThresholds | None:
     return runtime.thresholds
 
 
+async def get_rerank(runtime: RuntimeDep) -> RerankOptions:
+    return runtime.rerank
+
+
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not a crash
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="a product's id")]
 ImageId = Annotated[int, Path(ge=1, le=MAX_ID, description="an image's id")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ThresholdsDep = Annotated[MatchThresholds | None, Depends(get_thresholds)]
 StoreDep = Annotated[ProductStore, Depends(get_store)]
+RerankDep = Annotated[RerankOptions, Depends(get_rerank)]
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
 
 

@@ -15,6 +15,7 @@ import torch
 
 from app.batching import MicroBatcher, Overloaded
 from encoder import Crop, Encoder, Preprocessor
+from encoder.local_features import LocalFeatures, extract_features
 from index import ProductStore, SearchFilter, SearchHit
 
 
@@ -107,6 +108,14 @@ class Embedder:
         answer = await self._submit(data, crop, k, filter)
         assert answer.hits is not None
         return answer.vector, answer.hits
+
+    async def local_features(self, data: bytes, crop: Crop | None = None) -> LocalFeatures:
+        """The photo's local features, for geometric re-ranking (in the decode pool; the errors of
+        ``embed_bytes``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._decoders, extract_features, data, crop, self.preprocess.max_pixels
+        )
 
     def start(self) -> None:
         self.batcher.start()

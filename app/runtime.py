@@ -25,6 +25,7 @@ from encoder import Encoder, encoder_fingerprint
 from index import ProductStore
 from index.calibration import MatchThresholds
 from index.calibration import load as load_thresholds
+from index.rerank import RerankOptions
 
 log = logging.getLogger("lookalike")
 
@@ -46,6 +47,7 @@ class Runtime:
     thresholds: MatchThresholds | None
     store_identity: tuple[int, int]
     database_url: str = ""  # the PostgreSQL catalog; empty: SQLite in store_dir
+    rerank: RerankOptions = field(default_factory=lambda: RerankOptions(enabled=False))
     _leases: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
@@ -96,6 +98,17 @@ class Runtime:
         await run_in_threadpool(self.store.close)
 
 
+def rerank_options(settings: Settings, stored: RerankOptions) -> RerankOptions:
+    """The store's geometric re-ranking options, with what the server's settings override."""
+    enabled = stored.enabled if settings.rerank == "store" else settings.rerank == "on"
+    return RerankOptions(
+        enabled,
+        settings.rerank_k or stored.k,
+        stored.budget_ms if settings.rerank_budget_ms is None else settings.rerank_budget_ms,
+        stored.min_inliers,
+    )
+
+
 def open_runtime(
     settings: Settings,
     encoder: Encoder,
@@ -135,12 +148,22 @@ def open_runtime(
             timeout_s=settings.request_timeout_s,
         )
         thresholds = load_thresholds(store)
+        rerank = rerank_options(settings, store.rerank_options)
+        with_features, images = store.features.count(), store.image_count()
     except BaseException:
         store.close()
         raise
     if thresholds is None:
         log.warning(
             "the store %s has no match calibration: results carry no match label (lookalike index calibrate)",
+            store_dir,
+        )
+    if rerank.enabled and with_features < images:
+        log.warning(
+            "geometric re-ranking is on, but only %d of the store's %d images have local features: the "
+            "others are not re-ranked (lookalike index features --store %s)",
+            with_features,
+            images,
             store_dir,
         )
     log.info(
@@ -153,4 +176,4 @@ def open_runtime(
         store.index_info()["description"],
     )
     identity = directory_identity(store_dir)
-    return Runtime(encoder_path, store_dir, embedder, store, thresholds, identity, database_url)
+    return Runtime(encoder_path, store_dir, embedder, store, thresholds, identity, database_url, rerank)

@@ -116,14 +116,22 @@ class SearchResult(BaseModel):
     price: float | None
     score: float = Field(
         description="what the ranking used: cosine similarity of the best-matching photo (image search, "
-        "-1..1), bm25 relevance (text search) or the reciprocal-rank-fusion score (photo and text)"
+        "-1..1), bm25 relevance (text search) or the reciprocal-rank-fusion score (photo and text); a "
+        "photo verified by local features (geometric re-ranking) scores 1 - 1/inliers, at least the "
+        "answer's best cosine"
     )
     image_url: str | None
     matched_image_id: int | None = Field(description="the product photo that matched the shopper's photo")
     match: Literal["strong", "weak", "none"] | None = Field(
         None,
         description="how good the photo match is, from thresholds calibrated on the catalog "
-        "(docs/MATCHING.md); null for text-only results or an uncalibrated store",
+        "(docs/MATCHING.md); strong for a photo verified by local features; null for text-only results "
+        "or an uncalibrated store",
+    )
+    inliers: int | None = Field(
+        None,
+        description="geometric re-ranking: local-feature matches between the shopper's photo and the "
+        "matched product photo that fit one perspective view (RANSAC inliers); null when not checked",
     )
 
     @classmethod
@@ -131,7 +139,10 @@ class SearchResult(BaseModel):
         cls, h: SearchHit, thresholds: MatchThresholds | None = None, score: float | None = None
     ) -> SearchResult:
         result = cls.from_product(h.product, h.score if score is None else score, h.image_id)
-        if thresholds is not None:
+        result.inliers = h.inliers
+        if h.verified:
+            result.match = "strong"
+        elif thresholds is not None:
             result.match = thresholds.label(h.score)
         return result
 

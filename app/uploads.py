@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from app.batching import Overloaded
 from app.embedder import Embedder
 from app.errors import ApiError
 from encoder import Crop, ImageDecodeError
+from encoder.local_features import LocalFeatures
 from index import SearchFilter, SearchHit
+from index.rerank import RerankOptions, rerank
 
 RETRY_AFTER = {"Retry-After": "1"}
 _STATUS = {"unsupported": (415, "unsupported_media_type"), "too_large": (413, "image_too_large")}
@@ -50,9 +54,34 @@ async def embed_upload(embedder: Embedder, data: bytes, crop: Crop | None = None
         return await embedder.embed_bytes(data, crop)
 
 
-async def search_upload(
-    embedder: Embedder, data: bytes, k: int, filter: SearchFilter | None = None, crop: Crop | None = None
-) -> list[SearchHit]:
-    """The top-``k`` products for validated bytes, searched together with concurrent requests."""
+async def embed_and_describe(
+    embedder: Embedder, data: bytes, local_features: bool
+) -> tuple[np.ndarray, LocalFeatures | None]:
+    """The (D,) embedding of validated bytes and, when asked, their local features (both at once)."""
+    if not local_features:
+        return await embed_upload(embedder, data), None
     with _as_http_errors():
-        return (await embedder.search_bytes(data, k, filter, crop))[1]
+        vector, features = await asyncio.gather(embedder.embed_bytes(data), embedder.local_features(data))
+    return vector, features
+
+
+async def search_upload(
+    embedder: Embedder,
+    data: bytes,
+    k: int,
+    filter: SearchFilter | None = None,
+    crop: Crop | None = None,
+    reranking: RerankOptions | None = None,
+) -> list[SearchHit]:
+    """The top-``k`` products for validated bytes, searched together with concurrent requests.
+    With ``reranking`` on, the global top ``reranking.k`` are re-ranked by local features (found
+    while the encoder runs; verified in a worker thread) before the first ``k`` are kept."""
+    with _as_http_errors():
+        if reranking is None or not reranking.enabled or embedder.store is None:
+            return (await embedder.search_bytes(data, k, filter, crop))[1]
+        features, (_, hits) = await asyncio.gather(
+            embedder.local_features(data, crop),
+            embedder.search_bytes(data, max(k, reranking.k), filter, crop),
+        )
+    done = await run_in_threadpool(rerank, hits, features, embedder.store.local_features, reranking)
+    return done.hits[:k]

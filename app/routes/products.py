@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -11,7 +12,17 @@ from fastapi.responses import FileResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import MAX_ID, ApiKeyDep, EmbedderDep, ImageId, ProductId, QueryFilter, SettingsDep, StoreDep
+from app.deps import (
+    MAX_ID,
+    ApiKeyDep,
+    EmbedderDep,
+    ImageId,
+    ProductId,
+    QueryFilter,
+    RerankDep,
+    SettingsDep,
+    StoreDep,
+)
 from app.embedder import Embedder
 from app.errors import ApiError
 from app.forms import json_object_field
@@ -26,7 +37,8 @@ from app.schemas import (
     ProductOut,
     ProductUpdate,
 )
-from app.uploads import embed_upload, read_upload
+from app.uploads import embed_and_describe, read_upload
+from encoder.local_features import LocalFeatures
 from index import (
     DuplicateSkuError,
     NearDuplicate,
@@ -59,15 +71,28 @@ def _get_or_404(store: ProductStore, product_id: int) -> Product:
 MAX_IMAGES = 20  # per product and per request
 
 
+@dataclass(frozen=True)
+class _Embedded:
+    images: tuple[bytes, ...]
+    vectors: np.ndarray  # (N, D)
+    features: tuple[LocalFeatures | None, ...] | None  # for the geometric re-ranking; None: off
+
+
 async def _embed_all(
-    embedder: Embedder, uploads: list[UploadFile], max_bytes: int, limit: int = MAX_IMAGES
-) -> tuple[tuple[bytes, ...], np.ndarray]:
-    """Read and embed every upload (together, so they share encoder batches) -> (bytes, (N, D))."""
+    embedder: Embedder,
+    uploads: list[UploadFile],
+    max_bytes: int,
+    local_features: bool,
+    limit: int = MAX_IMAGES,
+) -> _Embedded:
+    """Read and embed every upload (together, so they share encoder batches); with
+    ``local_features``, find those of each photo meanwhile (kept for the geometric re-ranking)."""
     if not 1 <= len(uploads) <= limit:
         raise ApiError(422, "invalid_request", f"send between 1 and {limit} images")
     data = [await read_upload(u, max_bytes) for u in uploads]
-    vectors = await asyncio.gather(*(embed_upload(embedder, d) for d in data))
-    return tuple(data), np.stack([np.asarray(v) for v in vectors])
+    done = await asyncio.gather(*(embed_and_describe(embedder, d, local_features) for d in data))
+    vectors = np.stack([np.asarray(v) for v, _ in done])
+    return _Embedded(tuple(data), vectors, tuple(f for _, f in done) if local_features else None)
 
 
 def _near_duplicate_error(exc: NearDuplicateError) -> ApiError:
@@ -97,6 +122,7 @@ async def add_product(
     store: StoreDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
+    reranking: RerankDep,
     image: Annotated[
         list[UploadFile], File(description="the product's photos: repeat the field for several")
     ],
@@ -115,8 +141,8 @@ async def add_product(
     attrs = json_object_field(attributes, "attributes", "invalid_attributes")
     if await run_in_threadpool(store.get_by_sku, sku) is not None:
         raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists")
-    data, vectors = await _embed_all(embedder, image, settings.max_upload_bytes)
-    new = NewProduct(sku, title, category or None, price, attrs, data, vectors)
+    got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
+    new = NewProduct(sku, title, category or None, price, attrs, got.images, got.vectors, got.features)
     try:
         result = await run_in_threadpool(store.add_products, [new])
     except DuplicateSkuError as exc:  # lost a race with another add of the same sku
@@ -151,6 +177,7 @@ async def add_products(
     store: StoreDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
+    reranking: RerankDep,
     manifest: Annotated[
         str,
         Form(
@@ -176,11 +203,12 @@ async def add_products(
     )
     if taken:
         raise ApiError(409, "duplicate_sku", f"these skus exist or repeat: {taken[:10]}", details=taken)
-    blobs, embedded = await _embed_all(
-        embedder, list(uploads.values()), settings.max_upload_bytes, MAX_BATCH_IMAGES
+    got = await _embed_all(
+        embedder, list(uploads.values()), settings.max_upload_bytes, reranking.enabled, MAX_BATCH_IMAGES
     )
-    data = dict(zip(uploads, blobs, strict=True))
-    vectors = dict(zip(uploads, embedded, strict=True))
+    data = dict(zip(uploads, got.images, strict=True))
+    vectors = dict(zip(uploads, got.vectors, strict=True))
+    features = dict(zip(uploads, got.features or [None] * len(uploads), strict=True))
     new = [
         NewProduct(
             i.sku,
@@ -190,6 +218,7 @@ async def add_products(
             i.attributes,
             tuple(data[n] for n in i.images),
             np.stack([vectors[n] for n in i.images]),
+            tuple(features[n] for n in i.images) if got.features is not None else None,
         )
         for i in items
     ]
@@ -264,6 +293,7 @@ async def set_images(
     store: StoreDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
+    reranking: RerankDep,
     product_id: ProductId,
     image: Annotated[list[UploadFile], File(description="the photos: repeat the field for several")],
 ) -> AddedProductOut:
@@ -272,9 +302,11 @@ async def set_images(
     product = await run_in_threadpool(_get_or_404, store, product_id)
     if len(image) + (0 if replace else len(product.images)) > MAX_IMAGES:
         raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
-    data, vectors = await _embed_all(embedder, image, settings.max_upload_bytes)
+    got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
     try:
-        done = await run_in_threadpool(store.add_images, product_id, data, vectors, replace)
+        done = await run_in_threadpool(
+            store.add_images, product_id, got.images, got.vectors, replace, got.features
+        )
     except NearDuplicateError as exc:
         raise _near_duplicate_error(exc) from exc
     if done is None:  # deleted meanwhile

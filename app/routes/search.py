@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import EmbedderDep, ProductId, QueryFilter, SettingsDep, StoreDep, ThresholdsDep
+from app.deps import EmbedderDep, ProductId, QueryFilter, RerankDep, SettingsDep, StoreDep, ThresholdsDep
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
@@ -16,6 +16,7 @@ from app.uploads import read_upload, search_upload
 from encoder import Crop
 from index import SearchFilter
 from index.fusion import reciprocal_rank_fusion
+from index.rerank import answer_scores
 
 router = APIRouter(tags=["search"])
 MAX_K = 100
@@ -30,6 +31,7 @@ async def search(
     thresholds: ThresholdsDep,
     embedder: EmbedderDep,
     settings: SettingsDep,
+    reranking: RerankDep,
     image: Annotated[UploadFile, File(description="the shopper's photo (JPEG, PNG, WebP, GIF or BMP)")],
     k: Annotated[int, Form(ge=1, le=MAX_K, description="how many products to return")] = 10,
     category: Annotated[str | None, Form(max_length=200, description="only this category")] = None,
@@ -45,14 +47,16 @@ async def search(
         ),
     ] = None,
     min_score: Annotated[
-        float, Form(ge=-1, le=1, description="leave out results whose cosine score is below this")
+        float, Form(ge=-1, le=1, description="leave out results whose score (see results) is below this")
     ] = -1.0,
     q: Annotated[
         str | None, Form(max_length=200, description="words too: the two rankings are fused (RRF)")
     ] = None,
 ) -> SearchResponse:
     """The ``k`` products whose photos look most like the uploaded one, optionally filtered; with
-    ``q`` as well, image similarity and text relevance are fused by reciprocal rank."""
+    ``q`` as well, image similarity and text relevance are fused by reciprocal rank. Where the
+    store keeps local features, the photos that match the upload geometrically come first
+    (``inliers``, docs/MATCHING.md)."""
     started = time.perf_counter()
     try:
         wanted = SearchFilter(
@@ -69,9 +73,11 @@ async def search(
         raise ApiError(422, "invalid_crop", str(exc)) from exc
     data = await read_upload(image, settings.max_upload_bytes)
     depth = max(2 * k, FUSION_DEPTH) if q else k
-    hits = [h for h in await search_upload(embedder, data, depth, wanted, region) if h.score >= min_score]
+    found = await search_upload(embedder, data, depth, wanted, region, reranking)
+    scored = [(h, s) for h, s in zip(found, answer_scores(found), strict=True) if s >= min_score]
+    hits = [h for h, _ in scored]
     if not q:
-        results = [SearchResult.from_hit(h, thresholds) for h in hits]
+        results = [SearchResult.from_hit(h, thresholds, s) for h, s in scored]
         return SearchResponse(
             results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint
         )
