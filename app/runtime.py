@@ -104,7 +104,7 @@ def rerank_options(settings: Settings, stored: RerankOptions) -> RerankOptions:
     return RerankOptions(
         enabled,
         settings.rerank_k or stored.k,
-        stored.budget_ms if settings.rerank_budget_ms is None else settings.rerank_budget_ms,
+        settings.rerank_budget_ms or stored.budget_ms,
         stored.min_inliers,
     )
 
