@@ -214,6 +214,7 @@ def test_admin_adds_edits_and_deletes_a_product(page: Page, shop: Shop) -> None:
     dialog.get_by_role("button", name="Save").click()
     expect(dialog).to_be_hidden()
     expect(row.locator("td").nth(2)).to_have_text("Cord trousers, slim")
+    expect(page.locator("#catalog-status")).to_have_text("Saved BROWSER-1.")
     stored = httpx.get(f"{shop.base}/products/17").json()
     assert stored["title"] == "Cord trousers, slim" and stored["attributes"] == {"colour": "brown"}
     assert stored["price"] == 49.5 and stored["category"] == "pants"

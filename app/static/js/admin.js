@@ -80,21 +80,28 @@ function productRow(p) {
   return row;
 }
 
-async function loadCatalog() {
+let catalogLoads = 0;
+
+// Shows one page of the catalog, then `message` (what the action that asked for
+// the reload did). Only the latest load draws: an older one that answers late
+// must not put back its rows or wipe the newer action's message.
+async function loadCatalog(message = "") {
+  const load = ++catalogLoads;
   try {
     const items = await callApi(withQuery("/products", { offset: page * PAGE_SIZE, limit: PAGE_SIZE + 1 }));
+    if (load !== catalogLoads) return;
     byId("catalog").tBodies[0].replaceChildren(...items.slice(0, PAGE_SIZE).map(productRow));
     byId("page-prev").disabled = page === 0;
     byId("page-next").disabled = items.length <= PAGE_SIZE;
     byId("page-label").textContent = `Page ${page + 1}`;
-    say("catalog-status", items.length ? "" : "The catalog is empty.");
+    say("catalog-status", message || (items.length ? "" : "The catalog is empty."));
   } catch (err) {
-    say("catalog-status", messageOf(err), true);
+    if (load === catalogLoads) say("catalog-status", messageOf(err), true);
   }
 }
 
-function refresh() {
-  loadCatalog();
+function refresh(message = "") {
+  loadCatalog(message);
   loadHealth();
   loadCategoryNames();
 }
@@ -127,8 +134,7 @@ async function removeProduct(p) {
   if (!window.confirm(`Delete ${p.sku} (“${p.title}”) and its photos?`)) return;
   try {
     await write(`/products/${p.id}`, { method: "DELETE" });
-    say("catalog-status", `Deleted ${p.sku}.`);
-    refresh();
+    refresh(`Deleted ${p.sku}.`);
   } catch (err) {
     say("catalog-status", messageOf(err), true);
   }
@@ -171,8 +177,7 @@ async function saveEdit(event) {
       body: JSON.stringify(fields),
     });
     byId("edit-dialog").close();
-    say("catalog-status", `Saved ${saved.sku}.`);
-    refresh();
+    refresh(`Saved ${saved.sku}.`);
   } catch (err) {
     say("edit-status", messageOf(err), true);
   }
