@@ -11,7 +11,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
-_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # never echo arbitrary client bytes into logs
+# never echo arbitrary client bytes into logs; fullmatch, as `$` would let a trailing newline through
+_SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
@@ -24,7 +25,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(HEADER.encode(), b"").decode("latin-1")
-        request_id = given if _SANE.match(given) else uuid.uuid4().hex
+        request_id = given if _SANE.fullmatch(given) else uuid.uuid4().hex
         token = current_request_id.set(request_id)
 
         async def send_with_id(message: Message) -> None:
