@@ -9,13 +9,15 @@ Order matters, because the server may write meanwhile:
 3. the image files that copy refers to (named by their sha256, never rewritten), each checked.
 
 The copy is assembled next to the destination and renamed into place at the end, so a failed
-backup leaves no half store behind. The result is a store directory: serve it or check it with
-``lookalike index check --store DIR``.
+backup leaves no half store behind. Every file and directory of the copy is fsynced before the
+rename, and the destination's parent after it: a backup that reported success survives a power
+loss. The result is a store directory: serve it or check it with ``lookalike index check --store DIR``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 import time
@@ -54,8 +56,19 @@ def _copy_checked(source: Path, target: Path, content_hash: str) -> tuple[int, b
             digest.update(chunk)
             dst.write(chunk)
             size += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
     shutil.copystat(source, target)
     return size, digest.hexdigest() == content_hash
+
+
+def _fsync(path: Path) -> None:
+    """Push ``path`` (a file, or a directory's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _backup_sqlite(source: Path, target: Path) -> None:
@@ -99,7 +112,9 @@ def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport
         has_snapshot = snapshot.is_file()
         if has_snapshot:
             shutil.copy2(snapshot, partial / ProductStore.SNAPSHOT_NAME)
+            _fsync(partial / ProductStore.SNAPSHOT_NAME)
         _backup_sqlite(database, partial / ProductStore.DB_NAME)
+        _fsync(partial / ProductStore.DB_NAME)
         with closing(sqlite3.connect(partial / ProductStore.DB_NAME)) as copy:
             files = copy.execute("SELECT DISTINCT path, content_hash FROM images").fetchall()
             products = copy.execute("SELECT count(*) FROM products").fetchone()[0]
@@ -117,10 +132,14 @@ def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport
                 f"{len(vanished)} image file(s) disappeared during the backup (e.g. {vanished[0]}): "
                 "deleted while it ran, or missing from the store (lookalike index check); run it again"
             )
+        for directory in sorted((p for p in partial.rglob("*") if p.is_dir()), reverse=True):
+            _fsync(directory)  # the image files' names
+        _fsync(partial)
         if dest.exists():
             dest.rmdir()
         partial.rename(dest)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    _fsync(dest.parent)  # the rename
     return BackupReport(products, len(files), total, has_snapshot, time.perf_counter() - started, damaged)

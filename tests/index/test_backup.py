@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from index import ProductStore
+from index.backup import backup_store
 from index.check import check_store
 from lookalike.cli import main as cli
 from tests.index.test_store import DIM, FP, product, unit
@@ -91,3 +93,27 @@ def test_a_damaged_image_is_copied_and_reported_a_vanished_one_fails_the_backup(
     assert exit_.value.code == 2 and "1 image file(s) disappeared" in capsys.readouterr().err
     assert not (tmp_path / "b2").exists() and not (tmp_path / ".b2.partial").exists()
     store.close()
+
+
+def test_every_file_and_directory_of_a_backup_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup that reported success must survive a power loss: each file it wrote, each of its
+    directories and the directory that holds it (the final rename) reach the disk."""
+    store, _ = _serving_store(tmp_path / "live")
+    store.close()
+    synced: set[tuple[int, int]] = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.add((st.st_dev, st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    (tmp_path / "backups").mkdir()
+    backup_store(tmp_path / "live", tmp_path / "backups" / "b1")
+    written = [tmp_path / "backups", *(tmp_path / "backups").rglob("*")]
+    assert any(p.name == ProductStore.SNAPSHOT_NAME for p in written) and len(written) > 25
+    unsynced = [p for p in written if ((st := p.stat()).st_dev, st.st_ino) not in synced]
+    assert unsynced == []
