@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -48,6 +49,7 @@ from index import (
     ProductStore,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["products"])
 _MEDIA_TYPES = {
     "jpg": "image/jpeg",
@@ -358,6 +360,11 @@ def _image_response(store: ProductStore, product: Product, image_id: int | None)
     if image is None:
         raise ApiError(404, "image_not_found", f"product {product.id} has no image {image_id}")
     path = store.image_file(image)
+    if not path.is_file():  # gone from the store's disk (by hand, a lost volume): not a server fault
+        log.warning("image %s of product %s: no file %s (lookalike index check)", image.id, product.id, path)
+        raise ApiError(
+            404, "image_file_missing", f"the file of image {image.id} of product {product.id} is missing"
+        )
     media_type = _MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
     # content-addressed files never change: let browsers and proxies keep them
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
