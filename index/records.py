@@ -88,6 +88,14 @@ class DuplicateSkuError(StoreError):
         self.sku = sku
 
 
+class TooManyImagesError(StoreError):
+    """Refused: the product would hold more images than the caller's cap."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a product holds at most {limit} images")
+        self.limit = limit
+
+
 class EncoderMismatchError(StoreError):
     """Embeddings from another encoder cannot share an index with this store's."""
 

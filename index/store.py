@@ -47,6 +47,7 @@ from index.records import (
     ProductImage,
     SearchHit,
     TextHit,
+    TooManyImagesError,
 )
 from index.rerank import META_KEY as RERANK_KEY
 from index.rerank import RerankOptions
@@ -544,9 +545,12 @@ class ProductStore:
         embeddings: np.ndarray,
         replace: bool = False,
         features: Sequence[LocalFeatures | None] | None = None,
+        max_images: int | None = None,
     ) -> tuple[Product, list[NearDuplicate]] | None:
         """Add images to a product (``replace``: instead of its current ones); None when it is gone.
-        ``features``: their local features for the geometric re-ranking, one per image."""
+        ``features``: their local features for the geometric re-ranking, one per image.
+        ``max_images``: ``TooManyImagesError`` when the product would hold more; counted in the
+        write's transaction, so concurrent adds (other threads, processes, replicas) cannot pass it."""
         emb = self._checked_embeddings(images, embeddings)
         self._check_features(images, features)
         with self._write_lock:
@@ -558,6 +562,10 @@ class ProductStore:
             with self._image_files(images) as files, self.db.transaction() as db:
                 old_paths = self._delete_images(db, old) if old else []
                 self._insert_images(db, product_id, files, emb, features)
+                if max_images is not None:
+                    held = db.execute("SELECT count(*) FROM images WHERE product_id = ?", (product_id,))
+                    if int(held.fetchall()[0][0]) > max_images:
+                        raise TooManyImagesError(max_images)  # rolled back; the new files dropped
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
             self._catch_up()
             self._drop_unreferenced_files(old_paths)

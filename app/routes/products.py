@@ -48,6 +48,7 @@ from index import (
     Product,
     ProductStore,
 )
+from index.records import TooManyImagesError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["products"])
@@ -302,15 +303,17 @@ async def set_images(
     """POST adds photos to a product, PUT replaces all of them in one step; searches match any."""
     replace = request.method == "PUT"
     product = await run_in_threadpool(_get_or_404, store, product_id)
-    if len(image) + (0 if replace else len(product.images)) > MAX_IMAGES:
+    if len(image) + (0 if replace else len(product.images)) > MAX_IMAGES:  # early, before embedding
         raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
     got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
     try:
         done = await run_in_threadpool(
-            store.add_images, product_id, got.images, got.vectors, replace, got.features
+            store.add_images, product_id, got.images, got.vectors, replace, got.features, MAX_IMAGES
         )
     except NearDuplicateError as exc:
         raise _near_duplicate_error(exc) from exc
+    except TooManyImagesError as exc:  # concurrent adds filled it meanwhile: the store's count decides
+        raise ApiError(422, "too_many_images", str(exc)) from exc
     if done is None:  # deleted meanwhile
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
     return _added(*done)
