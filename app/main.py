@@ -19,6 +19,7 @@ from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetrics
 from app.request_id import RequestId
 from app.routes import admin, health, products, search
+from app.security_headers import PAGE_POLICY, SecurityHeaders
 from app.swap import Swapper
 
 log = logging.getLogger("lookalike")
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestId)  # outermost: every answer carries the id, 413s and CORS too
     for module in (search, products, health, admin):
         app.include_router(module.router)
@@ -73,11 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def storefront() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/admin", include_in_schema=False)
     def admin_page() -> FileResponse:
         """The shop admin's page; it only reads until the admin enters an API key."""
-        return FileResponse(STATIC_DIR / "admin.html")
+        return FileResponse(STATIC_DIR / "admin.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     return app

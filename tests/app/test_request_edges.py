@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from html.parser import HTMLParser
 
+import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
+from app.main import STATIC_DIR
 from app.request_id import RequestId
 
 
@@ -46,3 +49,54 @@ def test_unknown_http_methods_share_one_metric_label(client: TestClient) -> None
     assert 'lookalike_requests_total{method="other",route="/health",status="405"} 40.0' in text
     assert 'lookalike_requests_total{method="PATCH",route="/health",status="405"} 1.0' in text
     assert 'lookalike_request_seconds_count{method="other",route="/health"} 40.0' in text
+
+
+def test_every_answer_forbids_sniffing_and_framing(client: TestClient) -> None:
+    product = client.get("/products", params={"limit": 1}).json()[0]
+    answers = {
+        "json": client.get("/health"),
+        "error": client.get("/products/424242"),
+        "unmatched": client.get("/no/such/page"),
+        "photo": client.get(f"/products/{product['id']}/image"),
+        "script": client.get("/static/js/storefront.js"),
+        "storefront": client.get("/"),
+        "admin": client.get("/admin"),
+        "too large": client.post("/search", files={"image": ("x.jpg", bytes(900_000), "image/jpeg")}),
+    }
+    for name, r in answers.items():
+        assert r.headers.get("x-content-type-options") == "nosniff", name
+        assert r.headers.get("x-frame-options") == "DENY", name
+
+
+def test_the_pages_carry_a_content_security_policy(client: TestClient) -> None:
+    for page in ("/", "/admin"):
+        policy = client.get(page).headers.get("content-security-policy", "")
+        directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+        assert directives.get("default-src") == ["'self'"], policy
+        assert directives.get("frame-ancestors") == ["'none'"], policy
+        assert directives.get("object-src") == ["'none'"], policy
+        assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
+        assert "blob:" in directives.get("img-src", []), policy  # the storefront previews the chosen photo
+
+
+class _InlineCode(HTMLParser):
+    """Collects what a policy without 'unsafe-inline' would block in a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {name for name, _ in attrs}
+        if tag == "style" or (tag == "script" and "src" not in names):
+            self.found.append(f"<{tag}> inline")
+        self.found += [f"<{tag} {n}=>" for n in names if n == "style" or n.startswith("on")]
+        if any(v and v.strip().lower().startswith("javascript:") for _, v in attrs):
+            self.found.append(f"<{tag}> javascript: URL")
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in STATIC_DIR.glob("*.html")))
+def test_the_pages_hold_no_inline_code_the_policy_would_block(page: str) -> None:
+    parser = _InlineCode()
+    parser.feed((STATIC_DIR / page).read_text())
+    assert parser.found == []
