@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request
 
 from app.config import Settings
+from app.dev_mode import keyless_writes, local_connection
 from app.embedder import Embedder
 from app.errors import ApiError
 from app.runtime import Runtime
@@ -61,13 +62,18 @@ EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
 
 
 async def require_api_key(
+    request: Request,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="one of LOOKALIKE_API_KEYS")] = None,
 ) -> None:
     """Writes need ``X-API-Key``: 401 without one, 403 with a wrong one or none configured."""
     keys = settings.keys
-    if not keys and settings.insecure_dev_mode:
-        return  # local development only: the settings refuse this mode on a public address
+    if keyless_writes(settings):  # local development only: never over a connection from outside
+        if local_connection(request.scope):
+            return
+        raise ApiError(
+            403, "writes_disabled", "insecure_dev_mode takes writes without a key only on a loopback address"
+        )
     if not keys:
         raise ApiError(
             403,

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.body_limit import BodySizeLimit
 from app.config import Settings
+from app.dev_mode import DevModeGuard
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetrics
 from app.request_id import RequestId
@@ -29,13 +30,16 @@ FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the text fields next
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    dev_guard = DevModeGuard(app.state.settings)  # raises: writes without a key on a public socket
     swapper = Swapper(app.state, app.state.settings, app.state.metrics)
     await swapper.start()  # app.state.runtime: the encoder, the store and its thresholds
     app.state.swapper = swapper
     app.state.ready = True
+    dev_guard.watch()  # the sockets uvicorn binds only after this startup
     try:
         yield
     finally:
+        dev_guard.stop()
         app.state.ready = False  # draining: load balancers stop sending before the store closes
         await swapper.stop()
 

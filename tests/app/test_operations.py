@@ -97,6 +97,7 @@ def test_insecure_dev_mode_takes_writes_without_a_key_only_on_loopback(
     with pytest.raises(ValidationError, match="loopback"):
         Settings(insecure_dev_mode=True, host="0.0.0.0")
     with make_client(tiny_encoder_path, store_dir, api_keys="", insecure_dev_mode=True) as client:
+        client.base_url = "http://127.0.0.1"  # a connection to loopback (tests/app/test_dev_mode.py)
         r = client.post(
             "/index",
             files={"image": ("n.png", image_bytes(4242, "PNG"), "image/png")},
