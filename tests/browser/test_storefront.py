@@ -229,7 +229,7 @@ def test_admin_adds_edits_and_deletes_a_product(page: Page, shop: Shop) -> None:
 def load_all_images(page: Page) -> None:
     """Scroll through the page so that lazy images load, then wait for every one of them."""
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_function("[...document.images].every((img) => img.complete)")
+    page.wait_for_function("() => [...document.images].every((img) => img.complete)")
     page.evaluate("window.scrollTo(0, 0)")
 
 
