@@ -2,8 +2,10 @@
 
 Each ``submit`` puts (item, future) on a queue. One worker task takes the first waiting item,
 waits at most ``max_wait_ms`` for more (up to ``max_batch_size``), runs ``fn`` on the batch in
-a worker thread (off the event loop), and hands every waiter its own result, or the batch's
-exception when ``fn`` fails or returns the wrong number of results.
+a worker thread (off the event loop), and hands every waiter its own result. ``fn`` may put an
+exception in place of one item's result: that waiter alone gets it, so one bad request does not
+fail the strangers batched with it. When ``fn`` itself raises (the shared work failed) or returns
+the wrong number of results, every waiter gets the exception.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ class BatchStats:
 
 
 class MicroBatcher(Generic[T, R]):
-    """``await submit(item)`` -> ``fn([... item ...])[i]``, batched across concurrent callers."""
+    """``await submit(item)`` -> ``fn([... item ...])[i]``, batched across concurrent callers; raised
+    when that is an exception."""
 
     def __init__(
         self,
-        fn: Callable[[list[T]], Sequence[R]],
+        fn: Callable[[list[T]], Sequence[R | Exception]],
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         on_batch: Callable[[int], None] | None = None,
@@ -149,5 +152,9 @@ class MicroBatcher(Generic[T, R]):
                         fut.set_exception(exc)
                 continue
             for (_, fut), result in zip(live, results, strict=True):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):  # this item's own failure
+                    fut.set_exception(result)
+                else:
                     fut.set_result(result)

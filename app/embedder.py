@@ -69,23 +69,32 @@ class Embedder:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
-    def _run_batch(self, jobs: list[_Job]) -> list[Answer]:
+    def _run_batch(self, jobs: list[_Job]) -> list[Answer | Exception]:
+        """One forward for all ``jobs`` (its failure fails them all); then the searches, whose
+        failures stay with the requests that asked for them (a filter is each request's own)."""
         pixels = torch.stack([j.pixels for j in jobs])  # (B, 3, S, S)
         if self.device.type == "cuda":
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         with self._autocast():
             vectors = self.encoder.embed(pixels).cpu().numpy()  # (B, D) float32
-        hits: list[list[SearchHit] | None] = [None] * len(jobs)
+        hits: list[list[SearchHit] | Exception | None] = [None] * len(jobs)
         if self.store is not None:
             plain = [i for i, j in enumerate(jobs) if j.k and (j.filter is None or j.filter.is_empty)]
             if plain:
-                found = self.store.search(vectors[plain], max(jobs[i].k for i in plain))
-                for i, row in zip(plain, found, strict=True):
-                    hits[i] = row[: jobs[i].k]
+                try:
+                    found = self.store.search(vectors[plain], max(jobs[i].k for i in plain))
+                    for i, row in zip(plain, found, strict=True):
+                        hits[i] = row[: jobs[i].k]
+                except Exception as exc:  # shared by the unfiltered searches only
+                    for i in plain:
+                        hits[i] = exc
             for i, job in enumerate(jobs):
                 if job.k and hits[i] is None:
-                    hits[i] = self.store.search(vectors[i : i + 1], job.k, job.filter)[0]
-        return [Answer(v, h) for v, h in zip(vectors, hits, strict=True)]
+                    try:
+                        hits[i] = self.store.search(vectors[i : i + 1], job.k, job.filter)[0]
+                    except Exception as exc:
+                        hits[i] = exc
+        return [h if isinstance(h, Exception) else Answer(v, h) for v, h in zip(vectors, hits, strict=True)]
 
     async def _submit(self, data: bytes, crop: Crop | None, k: int, filter: SearchFilter | None) -> Answer:
         if self.batcher.full:  # refuse before spending a decode on it

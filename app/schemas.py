@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from index import NearDuplicate, Product, SearchHit
+from index.attributes import check_attributes
 from index.calibration import MatchThresholds
+
+# a product's attributes as a client sends them: a JSON object within the limits of
+# index.attributes (no NaN or infinity, bounded size and nesting); 422 otherwise
+Attributes = Annotated[dict[str, Any], AfterValidator(check_attributes)]
 
 
 class ProductImageOut(BaseModel):
@@ -83,7 +88,7 @@ class ProductFields(BaseModel):
     title: str = Field(min_length=1, max_length=500)
     category: str | None = Field(None, max_length=200)
     price: float | None = Field(None, ge=0, le=1e9)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class ManifestItem(ProductFields):
@@ -105,7 +110,7 @@ class ProductUpdate(BaseModel):
     title: str | None = Field(None, min_length=1, max_length=500)
     category: str | None = Field(None, max_length=200)
     price: float | None = Field(None, ge=0, le=1e9)
-    attributes: dict[str, Any] | None = None
+    attributes: Attributes | None = None
 
 
 class SearchResult(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from encoder import list_image_files
+from index.attributes import check_attributes, parse_attributes
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ def read_catalog(source: str | Path) -> list[CatalogItem]:
     (qualified by the category when two categories share a name), title = the sku.
     CSV: columns ``sku, title, category, price, image_path``; more image columns may follow
     (any column whose name starts with ``image_path``), an optional ``attributes`` column holds
-    a JSON object. Paths are relative to the CSV's folder.
+    a JSON object (within the limits of ``index.attributes``: no NaN or infinity). Paths are
+    relative to the CSV's folder.
     Parquet (needs pyarrow): the same columns, typed; an image column may also hold a list of
     paths, and ``attributes`` a JSON string or a struct/map. Duplicate skus raise ``ValueError``.
     """
@@ -99,15 +100,17 @@ def _item(path: Path, line: int, row: dict[str, Any], image_columns: list[str]) 
         price = float(price) if price not in (None, "") else None
         if price is not None and math.isnan(price):  # pandas writes a missing number as NaN
             price = None
+        if price is not None and math.isinf(price):
+            raise ValueError(f"price must be a finite number, not {price}")
         attributes = row.get("attributes") or {}
-        if isinstance(attributes, str):
-            attributes = json.loads(attributes)
         if isinstance(attributes, list) and all(isinstance(p, tuple) for p in attributes):
             attributes = dict(attributes)  # a Parquet map column arrives as (key, value) pairs
+        if isinstance(attributes, str):
+            attributes = parse_attributes(attributes)
+        else:
+            attributes = check_attributes(attributes)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
-    if not isinstance(attributes, dict):
-        raise ValueError(f"{where}: attributes must be a JSON object, not {attributes!r}")
     images = tuple(
         path.parent / value
         for c in image_columns

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from index.attributes import check_filter_attributes
 
 Scalar = str | int | float | bool | None
 
@@ -20,9 +21,7 @@ class SearchFilter:
     attributes: dict[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, value in self.attributes.items():
-            if not key or not isinstance(value, str | int | float | bool | None):
-                raise ValueError(f"attribute filter {key!r} must be a non-empty name = a scalar value")
+        check_filter_attributes(self.attributes)  # InvalidAttributes, a ValueError
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise ValueError("min_price is above max_price")
 
@@ -72,7 +71,5 @@ class SearchFilter:
 def _jsonb_equals(alias: str, key: str, value: Scalar, params: list[Any]) -> str:
     """PostgreSQL: ``{key: value} <@ attributes`` holds for a scalar exactly when the key is there
     with that JSON type and value (1 = 1.0, but 1 != true, "1" != 1), as json_each on SQLite."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "FALSE"  # jsonb holds no NaN or infinity
-    params.append(json.dumps({key: value}))
+    params.append(json.dumps({key: value}, allow_nan=False))  # the filter's checks refused NaN
     return f"{alias}.attributes @> ?::jsonb"

@@ -32,6 +32,7 @@ from encoder import sniff_format
 from encoder.atomic import atomic_write
 from encoder.local_features import LocalFeatures
 from index import ann
+from index.attributes import attributes_json
 from index.changes import ChangeBatch, decode_embeddings, read_changes
 from index.db import Queries, Transaction, open_database
 from index.features import FeatureTable
@@ -434,11 +435,13 @@ class ProductStore:
 
         Raises ``DuplicateSkuError`` (nothing is written) when a sku exists already or repeats,
         ``NearDuplicateError`` when an image nearly equals a stored one and the policy is refuse,
-        ``ValueError`` when images and embeddings do not fit this store.
+        ``ValueError`` when images and embeddings do not fit this store, or attributes are not
+        JSON within the limits of ``index.attributes`` (no NaN or infinity).
         """
         for p in products:
             if not p.sku or not p.title:
                 raise ValueError("a product needs a non-empty sku and title")
+            attributes_json(p.attributes)  # InvalidAttributes, a ValueError: before anything is written
         vectors = [self._checked_embeddings(p.images, p.embeddings) for p in products]
         for p in products:
             self._check_features(p.images, p.features)
@@ -471,7 +474,7 @@ class ProductStore:
                     cur = db.execute(
                         "INSERT INTO products (sku, title, category, price, attributes, created_at,"
                         " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (p.sku, p.title, p.category, p.price, json.dumps(p.attributes), now, now),
+                        (p.sku, p.title, p.category, p.price, attributes_json(p.attributes), now, now),
                     )
                     product_ids.append(int(cur.fetchall()[0][0]))
                     self._insert_images(db, product_ids[-1], stored, emb, p.features)
@@ -600,9 +603,7 @@ class ProductStore:
         for key in ("sku", "title"):
             if key in changes and not changes[key]:
                 raise ValueError(f"{key} cannot be empty")
-        values = {k: json.dumps(v) if k == "attributes" else v for k, v in changes.items()}
-        if "attributes" in changes and not isinstance(changes["attributes"], dict):
-            raise ValueError("attributes must be an object")
+        values = {k: attributes_json(v) if k == "attributes" else v for k, v in changes.items()}
         with self._write_lock:
             try:
                 with self.db.transaction() as db:

@@ -124,3 +124,28 @@ def test_an_item_whose_caller_timed_out_is_not_computed() -> None:
 
     run(main())
     assert computed == [1, 3]
+
+
+def test_an_item_that_fails_alone_fails_only_its_own_waiter() -> None:
+    sizes: list[int] = []
+
+    def picky(items: list[int]) -> list[int | Exception]:
+        sizes.append(len(items))
+        return [ValueError(f"{x} is odd") if x % 2 else x for x in items]
+
+    async def main() -> list[asyncio.Task[int]]:
+        batcher = MicroBatcher(picky, max_batch_size=4, max_wait_ms=30_000)  # closes when 4 are in
+        batcher.start()
+        try:
+            tasks = [asyncio.ensure_future(batcher.submit(i)) for i in range(4)]
+            await asyncio.wait(tasks)
+            return tasks
+        finally:
+            await batcher.close()
+
+    tasks = run(main())
+    assert sizes == [4]
+    assert tasks[0].result() == 0 and tasks[2].result() == 2
+    for i in (1, 3):
+        with pytest.raises(ValueError, match="odd"):
+            tasks[i].result()
