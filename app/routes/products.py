@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -47,7 +48,9 @@ from index import (
     Product,
     ProductStore,
 )
+from index.images import StoredPathError
 
+log = logging.getLogger("lookalike")
 router = APIRouter(tags=["products"])
 _MEDIA_TYPES = {
     "jpg": "image/jpeg",
@@ -357,7 +360,12 @@ def _image_response(store: ProductStore, product: Product, image_id: int | None)
     image = next((i for i in product.images if image_id is None or i.id == image_id), None)
     if image is None:
         raise ApiError(404, "image_not_found", f"product {product.id} has no image {image_id}")
-    path = store.image_file(image)
+    try:
+        path = store.image_file(image)
+    except StoredPathError as exc:  # a damaged or edited row: never followed, never shown
+        log.error("product %d image %d not served: %s", product.id, image.id, exc)
+        message = f"image {image.id} of product {product.id} has a damaged file record; check the store"
+        raise ApiError(500, "damaged_store", message) from exc
     media_type = _MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
     # content-addressed files never change: let browsers and proxies keep them
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
