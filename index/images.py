@@ -37,7 +37,9 @@ def image_relpath(digest: str, image_format: str | None) -> str:
     return f"{IMAGES_DIR}/{digest[:2]}/{digest}.{ext}"
 
 
-def resolve_image_path(store_dir: str | os.PathLike[str], relative: str, content_hash: str | None = None) -> Path:
+def resolve_image_path(
+    store_dir: str | os.PathLike[str], relative: str, content_hash: str | None = None
+) -> Path:
     """The file of the image row path ``relative`` in ``store_dir``, checked before it is used.
 
     Raises ``StoredPathError`` when ``relative`` is not ``images/xx/<sha256>.<ext>`` (with

@@ -88,7 +88,9 @@ def test_the_store_never_follows_a_tampered_row(tmp_path: Path) -> None:
         assert product_ is not None and product_.images[0].path == "../secret.jpg"
         with pytest.raises(StoredPathError):
             store.image_file(product_.images[0])
-        replaced = store.add_images(product_id, [image_bytes(50)], unit(np.random.default_rng(1), 1), replace=True)
+        replaced = store.add_images(
+            product_id, [image_bytes(50)], unit(np.random.default_rng(1), 1), replace=True
+        )
         assert replaced is not None  # the row is gone, its "file" was left alone
         assert sentinel.read_bytes() == SECRET
         problems = check_store(store)
