@@ -21,6 +21,11 @@ class Settings(BaseSettings):
         description="postgresql://... keeps the catalog in PostgreSQL, shared by replicas (empty: SQLite "
         "in store_dir); store_dir then holds this replica's FAISS snapshot and image cache",
     )
+    reload_roots: str = Field(
+        "",
+        description="comma-separated directories POST /admin/reload may load an encoder and a store "
+        "from (empty: the folders holding encoder_path and store_dir)",
+    )
     sync_interval_s: float = Field(
         1.0, gt=0, le=3600, description="with database_url: how often FAISS applies other replicas' writes"
     )
@@ -76,6 +81,12 @@ class Settings(BaseSettings):
     @property
     def origins(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def reload_roots_list(self) -> list[Path]:
+        """Where a reload may load from: the configured roots, or the configured pair's folders."""
+        roots = [Path(r.strip()) for r in self.reload_roots.split(",") if r.strip()]
+        return roots or [self.encoder_path.parent, self.store_dir.parent]
 
     @property
     def keys(self) -> list[str]:

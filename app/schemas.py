@@ -212,19 +212,23 @@ class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     encoder_path: str | None = Field(
-        None, min_length=1, max_length=4096, description="encoder.pt on the server (LOOKALIKE_ENCODER_PATH)"
+        None,
+        min_length=1,
+        max_length=4096,
+        description="encoder.pt on the server, under LOOKALIKE_RELOAD_ROOTS (LOOKALIKE_ENCODER_PATH)",
     )
     store_dir: str | None = Field(
         None,
         min_length=1,
         max_length=4096,
-        description="a store built with that encoder, on the server (LOOKALIKE_STORE_DIR)",
+        description="a store built with that encoder, on the server under LOOKALIKE_RELOAD_ROOTS "
+        "(LOOKALIKE_STORE_DIR)",
     )
     database_url: str | None = Field(
         None,
         max_length=4096,
-        description="with PostgreSQL: the catalog built with that encoder (LOOKALIKE_DATABASE_URL); "
-        '"" for SQLite in store_dir',
+        description="not accepted (422 database_url_not_accepted): the catalog's database comes only "
+        "from the server's configuration (LOOKALIKE_DATABASE_URL)",
     )
 
 

@@ -38,6 +38,38 @@ class ReloadRefused(Exception):
         self.code = code
 
 
+# The same answer for a path that is missing and one outside the roots: which paths exist
+# outside them is none of a client's business.
+ENCODER_NOT_FOUND = (
+    "encoder_not_found",
+    "no encoder this server may load at encoder_path: it must be an encoder file under "
+    "LOOKALIKE_RELOAD_ROOTS",
+)
+STORE_NOT_FOUND = (
+    "store_not_found",
+    "no product store this server may serve at store_dir: it must be a store directory built with "
+    "`lookalike build`, under LOOKALIKE_RELOAD_ROOTS",
+)
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Undo the folders a refused reload created (deepest first; only while empty)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @dataclass(frozen=True)
 class Served:
     """One encoder + store pair as the reload answer describes it."""
@@ -97,23 +129,30 @@ class Swapper:
         self.state.runtime = runtime
         runtime.publish(self.metrics)
 
-    async def reload(
-        self, encoder_path: Path | None = None, store_dir: Path | None = None, database_url: str | None = None
-    ) -> SwapReport:
-        """Serve ``encoder_path`` + ``store_dir`` (default: the configured ones) from now on; with
-        PostgreSQL, ``database_url`` names the catalog (default: the configured one, "": SQLite).
+    async def reload(self, encoder_path: Path | None = None, store_dir: Path | None = None) -> SwapReport:
+        """Serve ``encoder_path`` + ``store_dir`` (default: the configured ones) from now on, with
+        the configured database (``LOOKALIKE_DATABASE_URL``, or SQLite in ``store_dir``).
 
-        Raises ``ReloadRefused`` (nothing switched) for a missing or unreadable encoder or store,
-        an encoder the store was not built with, or another reload in progress.
+        A path given here must resolve (symlinks and ``..`` followed) under
+        ``LOOKALIKE_RELOAD_ROOTS``; one that does not is refused exactly like a missing one, before
+        anything is opened or created. Raises ``ReloadRefused`` (nothing switched) for a missing
+        or unreadable encoder or store, an encoder the store was not built with, or another
+        reload in progress.
         """
         if self._lock.locked():
             self.metrics.reloads.labels("refused").inc()
             raise ReloadRefused("reload_in_progress", "another reload is in progress; try again when it ends")
         async with self._lock:
             started = time.perf_counter()
-            encoder_path = Path(encoder_path or self.settings.encoder_path)
-            store_dir = Path(store_dir or self.settings.store_dir)
-            database_url = self.settings.database_url if database_url is None else database_url
+            try:
+                encoder_path = self._allowed(encoder_path, "encoder_path", ENCODER_NOT_FOUND)
+                store_dir = self._allowed(store_dir, "store_dir", STORE_NOT_FOUND)
+            except ReloadRefused:
+                self.metrics.reloads.labels("refused").inc()
+                raise
+            encoder_path = encoder_path or Path(self.settings.encoder_path)
+            store_dir = store_dir or Path(self.settings.store_dir)
+            database_url = self.settings.database_url
             old = self.current
             previous = await run_in_threadpool(Served.of, old)
             try:
@@ -143,43 +182,71 @@ class Swapper:
             current = await run_in_threadpool(Served.of, fresh)
             return SwapReport(True, previous, current, drained, time.perf_counter() - started)
 
+    def _allowed(self, given: Path | None, field: str, refusal: tuple[str, str]) -> Path | None:
+        """``given`` resolved, when it lies under a reload root; None when not given."""
+        if given is None:
+            return None
+        try:
+            resolved = Path(given).resolve()
+            roots = [root.resolve() for root in self.settings.reload_roots_list]
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop, ...
+            log.warning("reload refused: %s %r cannot be resolved: %s", field, str(given), exc)
+            raise ReloadRefused(*refusal) from None
+        if not any(resolved.is_relative_to(root) for root in roots):
+            log.warning(
+                "reload refused: %s %r resolves to %s, outside LOOKALIKE_RELOAD_ROOTS (%s)",
+                field,
+                str(given),
+                resolved,
+                ", ".join(map(str, roots)),
+            )
+            raise ReloadRefused(*refusal)
+        return resolved
+
     def _prepare(
         self, encoder_path: Path, store_dir: Path, database_url: str, current: Runtime
     ) -> Runtime | None:
-        """The new runtime, loaded and checked but not started; None when it is the current one."""
+        """The new runtime, loaded and checked but not started; None when it is the current one.
+        The messages name no path and quote no library: the detail goes to the log."""
         if not encoder_path.is_file():
-            raise ReloadRefused("encoder_not_found", f"no encoder file at {encoder_path}")
+            log.warning("reload refused: no encoder file at %s", encoder_path)
+            raise ReloadRefused(*ENCODER_NOT_FOUND)
         if not database_url and not (store_dir / ProductStore.DB_NAME).is_file():
-            raise ReloadRefused(
-                "store_not_found",
-                f"{store_dir} holds no product store; build one with "
-                f"`lookalike build --catalog ... --encoder {encoder_path} --store {store_dir}`",
-            )
+            log.warning("reload refused: no product store in %s", store_dir)
+            raise ReloadRefused(*STORE_NOT_FOUND)
         try:
             encoder = load_encoder(encoder_path, map_location=pick_device(self.settings.device))
         except Exception as exc:  # not a checkpoint, damaged, weights that do not fit the config, ...
-            raise ReloadRefused("invalid_encoder", f"{encoder_path}: {exc}") from exc
+            log.warning("reload refused: %s is not a loadable encoder: %s", encoder_path, exc)
+            raise ReloadRefused(
+                "invalid_encoder", "the file at encoder_path is not an encoder this server can load"
+            ) from None
         if store_dir.is_dir() and directory_identity(store_dir) == current.store_identity:
-            if database_url != current.database_url:  # its FAISS snapshot is the served store's
-                raise ReloadRefused(
-                    "store_dir_in_use",
-                    f"{store_dir} is the directory of the store being served; give the other catalog its own",
-                )
             if encoder_fingerprint(encoder) == current.fingerprint:
                 return None
             raise ReloadRefused(
                 "encoder_mismatch",
-                f"{store_dir} is the store being served, built with encoder {current.fingerprint[:12]}; "
-                f"embed the catalog with the new encoder into a new store "
-                f"(`lookalike build --catalog ... --encoder {encoder_path} --store NEW_DIR`) and reload that",
+                f"store_dir is the store being served, built with encoder {current.fingerprint[:12]}; "
+                "embed the catalog with the new encoder into a new store "
+                "(`lookalike build --catalog ... --encoder NEW.pt --store NEW_DIR`) and reload that",
             )
+        created = _missing_folders(store_dir)  # a PostgreSQL store's cache folder may be new
         try:
             return open_runtime(self.settings, encoder, encoder_path, store_dir, self.metrics, database_url)
         except EncoderMismatchError as exc:
-            raise ReloadRefused("encoder_mismatch", str(exc)) from exc
+            _remove_empty(created)
+            log.warning("reload refused: %s", exc)
+            raise ReloadRefused(
+                "encoder_mismatch",
+                "the store at store_dir was built with another encoder; embed the catalog with this one "
+                "into a new store (`lookalike build --catalog ... --encoder NEW.pt --store NEW_DIR`)",
+            ) from None
         except Exception as exc:  # unreadable SQLite, unreachable PostgreSQL, damaged files, ...
-            message = f"{store_dir} cannot be opened as a product store: {exc}"
-            raise ReloadRefused("invalid_store", message) from exc
+            _remove_empty(created)
+            log.warning("reload refused: %s cannot be opened as a product store: %s", store_dir, exc)
+            raise ReloadRefused(
+                "invalid_store", "the store at store_dir cannot be opened (the server's log says why)"
+            ) from None
 
     async def _retire(self, old: Runtime) -> bool:
         """Close ``old`` once its requests finish; True when that happened within the drain timeout

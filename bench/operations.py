@@ -225,8 +225,16 @@ def measure_server(
 ) -> list[tuple[str, str]]:
     """Memory and reloads against a real server of ``first`` (its fingerprint is read from it)."""
     rows: list[tuple[str, str]] = []
+    roots = ",".join(
+        str(p.resolve().parent) for p in (first.encoder, first.store, other.encoder, other.store)
+    )
     with (
-        running_server(first.encoder, first.store, LOOKALIKE_API_KEYS=API_KEY) as (base, server),
+        running_server(
+            first.encoder, first.store, LOOKALIKE_API_KEYS=API_KEY, LOOKALIKE_RELOAD_ROOTS=roots
+        ) as (
+            base,
+            server,
+        ),
         httpx.Client(base_url=base, timeout=120) as http,
     ):
         served = http.get("/health").json()["encoder"]["fingerprint"]

@@ -25,6 +25,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from index.images import StoredPathError, resolve_image_path
 from index.store import ProductStore
 
 _CHUNK = 1 << 20
@@ -120,10 +121,14 @@ def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport
             products = copy.execute("SELECT count(*) FROM products").fetchone()[0]
         total, damaged, vanished = (partial / ProductStore.DB_NAME).stat().st_size, [], []
         for rel, content_hash in files:
-            if not (source / rel).is_file():
+            try:
+                origin = resolve_image_path(source, rel, content_hash)  # never follow a row out
+            except StoredPathError as exc:
+                raise ValueError(f"{source} cannot be backed up as it is: {exc}") from exc
+            if not origin.is_file():
                 vanished.append(rel)
                 continue
-            size, sound = _copy_checked(source / rel, partial / rel, content_hash)
+            size, sound = _copy_checked(origin, partial / rel, content_hash)
             total += size
             if not sound:
                 damaged.append(rel)

@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 
+from index.images import StoredPathError
 from index.records import ProductImage
 from index.store import ProductStore
 from index.vectors import SnapshotError, read_snapshot
@@ -31,7 +32,11 @@ def check_store(store: ProductStore, verify_files: bool = True) -> list[str]:
                 f"image {r['id']}: embedded by encoder {r['fingerprint'][:12]}, "
                 f"the store's is {store.fingerprint[:12]}"
             )
-        path = store.image_file(ProductImage(r["id"], r["content_hash"], r["path"]))
+        try:
+            path = store.image_file(ProductImage(r["id"], r["content_hash"], r["path"]))
+        except StoredPathError as exc:  # never followed: it could name any file on the machine
+            problems.append(f"image {r['id']}: {exc}")
+            continue
         if not path.is_file():
             problems.append(f"image {r['id']}: file {r['path']} is missing")
         elif verify_files and hashlib.sha256(path.read_bytes()).hexdigest() != r["content_hash"]:

@@ -37,6 +37,7 @@ from index.changes import ChangeBatch, decode_embeddings, read_changes
 from index.db import Queries, Transaction, open_database
 from index.features import FeatureTable
 from index.filters import SearchFilter
+from index.images import StoredPathError, image_relpath, resolve_image_path
 from index.records import (
     AddResult,
     DuplicateSkuError,
@@ -317,9 +318,8 @@ class ProductStore:
     def _write_image_file(self, data: bytes) -> tuple[str, str, bytes]:
         """Store bytes under their sha256 (never a client's name); return (hash, relative path, bytes)."""
         digest = hashlib.sha256(data).hexdigest()
-        ext = {"jpeg": "jpg"}.get(sniff_format(data) or "", sniff_format(data) or "bin")
-        rel = f"{self.IMAGES_DIR}/{digest[:2]}/{digest}.{ext}"
-        target = self.directory / rel
+        rel = image_relpath(digest, sniff_format(data))
+        target = resolve_image_path(self.directory, rel, digest)
         if not target.exists():  # same bytes, same name: a file already there is this one
             with atomic_write(target) as f:
                 f.write(data)
@@ -342,8 +342,13 @@ class ProductStore:
         (With PostgreSQL the files here are a cache of the bytes in the database: one another
         replica drops stays here, and is still right, being named by its content.)"""
         for rel in set(paths):
+            try:
+                target = resolve_image_path(self.directory, rel)
+            except StoredPathError as exc:  # the row is gone; what it pointed at is not ours to delete
+                log.error("image file not deleted: %s", exc)
+                continue
             if not self.db.scalar("SELECT 1 FROM images WHERE path = ? LIMIT 1", (rel,)):
-                (self.directory / rel).unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
 
     @staticmethod
     def _check_features(images: Sequence[bytes], features: Sequence[LocalFeatures | None] | None) -> None:
@@ -766,8 +771,9 @@ class ProductStore:
 
     def image_file(self, image: ProductImage) -> Path:
         """The image's file here; fetched from the database first when it keeps the bytes and the
-        file is not here yet (stored by another replica)."""
-        path = self.directory / image.path
+        file is not here yet (stored by another replica). Raises ``StoredPathError`` for a row whose
+        path is not one this store writes (never read or written)."""
+        path = resolve_image_path(self.directory, image.path, image.content_hash)
         if not path.exists() and (data := self.db.image_bytes(image.path)) is not None:
             with atomic_write(path) as f:
                 f.write(data)

@@ -21,7 +21,6 @@ _STATUS = {
     "invalid_store": 422,
     "encoder_mismatch": 409,
     "reload_in_progress": 409,
-    "store_dir_in_use": 409,
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422)}
 
@@ -32,15 +31,22 @@ async def reload(request: Request, body: Annotated[ReloadRequest | None, Body()]
 
     Both are loaded and checked first (the store must have been built with the encoder); only
     then does the server switch, in one step. Searches already running finish on the old pair,
-    which is closed once they are done. Leave a field out to reload the configured path.
+    which is closed once they are done. Leave a field out to reload the configured path; a path
+    given must lie under LOOKALIKE_RELOAD_ROOTS, and the database is always the configured one.
     """
     swapper: Swapper = request.app.state.swapper
     wanted = body or ReloadRequest()
+    if wanted.database_url is not None:  # else a key holder could point the server at any host
+        raise ApiError(
+            422,
+            "database_url_not_accepted",
+            "a reload does not take a database_url: the catalog's database comes only from the "
+            "server's configuration (LOOKALIKE_DATABASE_URL)",
+        )
     try:
         report = await swapper.reload(
             Path(wanted.encoder_path) if wanted.encoder_path else None,
             Path(wanted.store_dir) if wanted.store_dir else None,
-            wanted.database_url,
         )
     except ReloadRefused as exc:
         served = swapper.current

@@ -48,6 +48,7 @@ from index import (
     Product,
     ProductStore,
 )
+from index.images import StoredPathError
 from index.records import TooManyImagesError
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,12 @@ def _image_response(store: ProductStore, product: Product, image_id: int | None)
     image = next((i for i in product.images if image_id is None or i.id == image_id), None)
     if image is None:
         raise ApiError(404, "image_not_found", f"product {product.id} has no image {image_id}")
-    path = store.image_file(image)
+    try:
+        path = store.image_file(image)
+    except StoredPathError as exc:  # a damaged or edited row: never followed, never shown
+        log.error("product %d image %d not served: %s", product.id, image.id, exc)
+        message = f"image {image.id} of product {product.id} has a damaged file record; check the store"
+        raise ApiError(500, "damaged_store", message) from exc
     if not path.is_file():  # gone from the store's disk (by hand, a lost volume): not a server fault
         log.warning("image %s of product %s: no file %s (lookalike index check)", image.id, product.id, path)
         raise ApiError(

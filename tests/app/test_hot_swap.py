@@ -26,7 +26,6 @@ from app.swap import ReloadRefused, Swapper
 from encoder import Encoder, EncoderConfig, save_encoder
 from tests.app.conftest import API_KEY, make_client
 from tests.conftest import build_store, image_bytes
-from tests.postgres import new_database
 from tests.server import running_server
 
 KEY = {"X-API-Key": API_KEY}
@@ -48,6 +47,11 @@ def second_store(tmp_path_factory: pytest.TempPathFactory, second_encoder: tuple
         (root / "photos" / "blue").mkdir(parents=True, exist_ok=True)
         (root / "photos" / "blue" / f"B-{i}.jpg").write_bytes(image_bytes(100 + i))
     return build_store(root / "photos", second_encoder[0], root / "store")
+
+
+def _roots(*paths: Path) -> str:
+    """LOOKALIKE_RELOAD_ROOTS holding ``paths`` (those of the second pair live in other folders)."""
+    return ",".join(str(p.parent) for p in paths)
 
 
 def _fingerprint_of_served(client: TestClient | httpx.Client) -> str:
@@ -97,7 +101,13 @@ def test_searches_never_fail_while_the_server_switches_encoder_and_store(
     tiny_encoder_path: Path, store_dir: Path, second_encoder: tuple[Path, str], second_store: Path
 ) -> None:
     new_path, new_fp = second_encoder
-    with running_server(tiny_encoder_path, store_dir, LOOKALIKE_API_KEYS=API_KEY) as (base, _):
+    roots = f"{store_dir.parent},{new_path.parent},{second_store.parent}"
+    with running_server(
+        tiny_encoder_path, store_dir, LOOKALIKE_API_KEYS=API_KEY, LOOKALIKE_RELOAD_ROOTS=roots
+    ) as (
+        base,
+        _,
+    ):
         old_fp = httpx.get(f"{base}/health").json()["encoder"]["fingerprint"]
         before, after, answer = asyncio.run(_search_during_swap(base, new_path, second_store))
         health = httpx.get(f"{base}/health").json()
@@ -142,7 +152,10 @@ def test_refused_reloads_leave_the_old_pair_serving(
     not_a_db.mkdir()
     (not_a_db / "catalog.sqlite3").write_bytes(b"this is not an SQLite database" * 100)
     (tmp_path / "empty").mkdir()
-    with make_client(tiny_encoder_path, store_dir) as client:
+    roots = (
+        f"{tmp_path},{store_dir.parent},{tiny_encoder_path.parent},{new_path.parent},{second_store.parent}"
+    )
+    with make_client(tiny_encoder_path, store_dir, reload_roots=roots) as client:
         served = _fingerprint_of_served(client)
         first = _search(client).json()["results"]
         cases = [
@@ -154,7 +167,6 @@ def test_refused_reloads_leave_the_old_pair_serving(
             ({"store_dir": str(not_a_db)}, 422, "invalid_store"),  # the load itself fails
             ({"encoder_path": str(new_path)}, 409, "encoder_mismatch"),  # the store being served
             ({"store_dir": str(second_store)}, 409, "encoder_mismatch"),  # old encoder, new store
-            ({"database_url": "postgresql://nobody@127.0.0.1:1/none"}, 409, "store_dir_in_use"),
         ]
         for body, status, code in cases:
             _refused(client, body, status, code)
@@ -200,7 +212,12 @@ def test_reload_by_another_name_for_the_same_store_changes_nothing(
 def test_a_request_holding_the_old_pair_finishes_on_it_before_it_closes(
     tiny_encoder_path: Path, store_dir: Path, second_encoder: tuple[Path, str], second_store: Path
 ) -> None:
-    settings = Settings(encoder_path=tiny_encoder_path, store_dir=store_dir, max_wait_ms=1)
+    settings = Settings(
+        encoder_path=tiny_encoder_path,
+        store_dir=store_dir,
+        max_wait_ms=1,
+        reload_roots=_roots(second_encoder[0], second_store),
+    )
 
     async def scenario() -> None:
         gc.disable()  # what a retired pair frees must go without waiting for the cycle collector
@@ -237,53 +254,14 @@ async def _closed(count: object) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_reload_switches_between_postgresql_catalogs(
-    tiny_encoder_path: Path,
-    photo_folder: Path,
-    second_encoder: tuple[Path, str],
-    postgres_server: str,
-    tmp_path: Path,
-) -> None:
-    """With PostgreSQL the new encoder's catalog is another database; the store directory holds
-    only this server's FAISS copy and photo cache, so no SQLite file is asked for."""
-    first, second = new_database(postgres_server), new_database(postgres_server)
-    for catalog, encoder, url in (
-        (photo_folder, tiny_encoder_path, first),
-        (photo_folder, second_encoder[0], second),
-    ):
-        no_calibration = ("--calibration-sample", "0")
-        build_store(catalog, encoder, tmp_path / "build-cache", "--database-url", url, *no_calibration)
-    with make_client(tiny_encoder_path, tmp_path / "cache-a", database_url=first) as client:
-        served = _fingerprint_of_served(client)
-        _refused(
-            client,
-            {"encoder_path": str(second_encoder[0]), "store_dir": str(tmp_path / "c")},
-            409,
-            "encoder_mismatch",
-        )
-        body = {
-            "store_dir": str(tmp_path / "cache-x"),
-            "database_url": "postgresql://nobody@127.0.0.1:1/none",
-        }
-        _refused(client, body, 422, "invalid_store")
-        assert _fingerprint_of_served(client) == served
-        body = {
-            "encoder_path": str(second_encoder[0]),
-            "store_dir": str(tmp_path / "cache-b"),
-            "database_url": second,
-        }
-        r = client.post("/admin/reload", json=body, headers=KEY)
-        assert r.status_code == 200 and r.json()["changed"], r.text
-        health = client.get("/health").json()
-        assert health["encoder"]["fingerprint"] == second_encoder[1] and health["products"] == 12
-        assert _search(client).json()["encoder_fingerprint"] == second_encoder[1]
-        assert not any(tmp_path.rglob("*.sqlite3"))
-
-
 def test_one_reload_at_a_time(
     tiny_encoder_path: Path, store_dir: Path, second_encoder: tuple[Path, str], second_store: Path
 ) -> None:
-    settings = Settings(encoder_path=tiny_encoder_path, store_dir=store_dir)
+    settings = Settings(
+        encoder_path=tiny_encoder_path,
+        store_dir=store_dir,
+        reload_roots=_roots(second_encoder[0], second_store),
+    )
 
     async def scenario() -> None:
         swapper = Swapper(State(), settings, Metrics())
