@@ -173,9 +173,15 @@ class PostgresDatabase(Database):
     @contextmanager
     def snapshot(self, own_connection: bool = False) -> Iterator[Queries]:
         """Every read borrows its own connection, so ``own_connection`` changes nothing here."""
-        with self._readers.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield _Reader(conn)
+        with self._readers.connection() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    yield _Reader(conn)
+            except psycopg.OperationalError:
+                if conn.closed:  # the server dropped it: the idle ones too, most likely
+                    self._readers.discard_idle()
+                raise
 
     def text_search(
         self, words: Sequence[TextWord], where: str, params: Sequence[Any], k: int
