@@ -193,7 +193,8 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: str
+    status: str = Field(description="ready, or degraded: serving, but searches may miss the newest writes")
+    detail: str | None = Field(None, description="why it is degraded")
 
 
 class ErrorDetail(BaseModel):

@@ -1,6 +1,7 @@
 """The catalog: product store (SQLite, source of truth) + vector index (FAISS, rebuildable)."""
 
 from index.catalog import CatalogItem, read_catalog
+from index.db import QueryTimeout
 from index.filters import SearchFilter
 from index.records import (
     AddResult,
@@ -16,6 +17,7 @@ from index.records import (
     TextHit,
 )
 from index.store import ProductStore
+from index.text_query import TextQueryError
 
 __all__ = [
     "AddResult",
@@ -28,9 +30,11 @@ __all__ = [
     "Product",
     "ProductImage",
     "ProductStore",
+    "QueryTimeout",
     "SearchFilter",
     "SearchHit",
     "StoreError",
     "TextHit",
+    "TextQueryError",
     "read_catalog",
 ]

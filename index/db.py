@@ -4,21 +4,32 @@
 transaction, a consistent read snapshot, and the few things the SQL dialects do differently
 (text search, where image bytes live, integrity checks). ``SqliteDatabase`` (here: one file, WAL,
 foreign keys, full fsync) is the default; ``index.postgres.PostgresDatabase`` lets several
-server replicas share one catalog. Rows are read by column name or position.
+server replicas share one catalog. Rows are read by column name or position. Reads borrow a
+connection of their own (``index.pool``), so a slow read holds up no other.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from index.pool import ConnectionPool
+from index.text_query import TextWord
+
 _IN_CHUNK = 500  # well under SQLite's limit on bound parameters
+PROGRESS_STEPS = 1000  # SQLite virtual machine steps between two looks at a timed query's clock
+
+
+class QueryTimeout(Exception):
+    """A read that ran past its time limit and was stopped."""
 
 
 class Transaction(Protocol):
@@ -50,9 +61,10 @@ class Queries(ABC):
 
 
 class Database(Queries):
-    """A store's database: one connection shared by threads (statements take turns), plus the
-    dialect's differences. Writers are serialised: ``transaction()`` holds the database's writer
-    lock from its start, so change sequence numbers are committed in their order."""
+    """A store's database: reads on connections lent to each reader, one writing connection,
+    plus the dialect's differences. Writers are serialised: ``transaction()`` holds the
+    database's writer lock from its start, so change sequence numbers are committed in their
+    order. A read sees what was committed when it ran, not the open transaction of a writer."""
 
     dialect: ClassVar[str]
     location: str  # for messages: a file path, or a database without its password
@@ -68,11 +80,16 @@ class Database(Queries):
         threads' statements go on meanwhile."""
 
     @abstractmethod
+    def timed_query(self, sql: str, params: Sequence[Any], timeout_s: float) -> list[Any]:
+        """``query``, stopped with ``QueryTimeout`` once it has run ``timeout_s`` seconds."""
+
+    @abstractmethod
     def text_search(
-        self, words: Sequence[str], where: str, params: Sequence[Any], k: int
+        self, words: Sequence[TextWord], where: str, params: Sequence[Any], k: int
     ) -> tuple[str, list[Any]]:
         """SQL + parameters giving ``id`` and ``rank`` (lower is better) of the products
-        (``p``, matching ``where``) holding every word of ``words`` (``\\w+``), prefixes too."""
+        (``p``, matching ``where``) holding every word of ``words``: whole words, or words they
+        begin where ``prefix``."""
 
     def rebuild_text_index(self, tx: Transaction) -> None:
         """Fill the text index from the products (a store made before text search existed)."""
@@ -96,27 +113,51 @@ class Database(Queries):
 
 
 class SqliteDatabase(Database):
-    """Every statement runs under one re-entrant lock; ``transaction()`` is BEGIN IMMEDIATE..COMMIT."""
+    """Writes on one connection under a re-entrant lock (``transaction()`` is BEGIN
+    IMMEDIATE..COMMIT); reads on connections of their own, one per concurrent reader (WAL lets
+    them read while the writer writes)."""
 
     dialect = "sqlite"
     integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, path: Path) -> None:
         self.path, self.location = path, str(path)
-        self.lock = threading.RLock()
-        self._conn = self._connect()
+        self.lock = threading.RLock()  # the writer's
+        self._conn = _connect(path)
         self._conn.executescript(resources.files("index").joinpath("schema.sql").read_text())
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL", "busy_timeout=5000"):
-            conn.execute(f"PRAGMA {pragma}")
-        return conn
+        self._readers = ConnectionPool(
+            partial(_connect, path),  # not a bound method: the database is freed without the GC
+            _close,
+            lambda c: not c.in_transaction,
+            closed_error=lambda: sqlite3.ProgrammingError("Cannot operate on a closed database."),
+        )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self.lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._readers.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def timed_query(self, sql: str, params: Sequence[Any], timeout_s: float) -> list[Any]:
+        """The connection's progress handler looks at the clock every ``PROGRESS_STEPS`` steps
+        and interrupts the statement once ``timeout_s`` has passed."""
+        deadline = time.monotonic() + timeout_s
+        stopped: list[bool] = []
+
+        def progress() -> bool:
+            if _expired(deadline):
+                stopped.append(True)
+                return True
+            return False
+
+        with self._readers.connection() as conn:
+            conn.set_progress_handler(progress, PROGRESS_STEPS)
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if stopped:  # "interrupted", or another message when it stopped inside FTS5
+                    raise QueryTimeout(f"the query ran longer than {timeout_s:g} s") from exc
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -131,26 +172,19 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def snapshot(self, own_connection: bool = False) -> Iterator[Queries]:
-        if not own_connection:
-            with self.lock:
-                self._conn.execute("BEGIN")
-                try:
-                    yield self
-                finally:
-                    self._conn.execute("COMMIT")
-            return
-        reader = _SqliteReader(self._connect())
-        try:
-            reader.conn.execute("BEGIN")  # WAL: this reader sees one state while writers go on
-            yield reader
-            reader.conn.execute("COMMIT")
-        finally:
-            reader.conn.close()
+        """Every read borrows its own connection, so ``own_connection`` changes nothing here."""
+        with self._readers.connection() as conn:
+            conn.execute("BEGIN")  # WAL: this reader sees one state while writers go on
+            try:
+                yield _SqliteReader(conn)
+            finally:
+                conn.execute("COMMIT")
 
     def text_search(
-        self, words: Sequence[str], where: str, params: Sequence[Any], k: int
+        self, words: Sequence[TextWord], where: str, params: Sequence[Any], k: int
     ) -> tuple[str, list[Any]]:
-        match = " ".join(f'"{w}"*' for w in words)  # quoted: no FTS syntax from the client
+        # quoted \w+ words: no FTS syntax from the client
+        match = " ".join(f'"{w.text}"' + ("*" if w.prefix else "") for w in words)
         return (
             "SELECT p.id, bm25(products_text) AS rank FROM products_text"
             " JOIN products p ON p.id = products_text.rowid"
@@ -169,8 +203,26 @@ class SqliteDatabase(Database):
         ]
 
     def close(self) -> None:
+        self._readers.close()
         with self.lock:
             self._conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL", "busy_timeout=5000"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+def _expired(deadline: float) -> bool:
+    """The progress handler's question: a true answer interrupts the statement."""
+    return time.monotonic() > deadline
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    conn.close()
 
 
 class _SqliteReader(Queries):

@@ -5,7 +5,8 @@ transaction-scoped advisory lock first (one writer at a time across every replic
 sequence numbers commit in order and a replica replaying ``seq > N`` never skips one that commits
 late); attributes are ``jsonb`` (filters use ``@>``); text search is a ``tsvector`` column (simple
 words, accents folded with ``unaccent``, prefix queries, ``ts_rank``); image bytes are kept in the
-database, so a replica can serve photos another one stored.
+database, so a replica can serve photos another one stored. Reads borrow a connection of their
+own (``index.pool``), so one slow read holds up no other.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Any
 
@@ -22,7 +23,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
-from index.db import Database, Queries, Transaction
+from index.db import Database, Queries, QueryTimeout, Transaction
+from index.pool import ConnectionPool
+from index.text_query import TextWord
 
 WRITER_LOCK = 0x6C6F6F6B616C696B  # "lookalik": the advisory lock every writer holds until it commits
 
@@ -85,9 +88,9 @@ class _Reader(Queries):
 
 
 class PostgresDatabase(Database):
-    """Reads share one autocommit connection (statements take turns under ``lock``); writes have
-    their own (under ``write_lock``), so a writer waiting for another replica's writer holds up
-    no search. Either connection is made anew when the server dropped it."""
+    """Reads borrow autocommit connections, one per concurrent reader; writes have their own
+    (under ``write_lock``), so a writer waiting for another replica's writer holds up no search.
+    A connection the server dropped is made anew."""
 
     dialect = "postgresql"
     integrity_errors = (psycopg.errors.IntegrityError,)
@@ -99,40 +102,42 @@ class PostgresDatabase(Database):
             f"PostgreSQL database {info.get('dbname', '?')} on {info.get('host', 'localhost')}:"
             f"{info.get('port', 5432)}"
         )
-        self.lock, self.write_lock = threading.RLock(), threading.RLock()
+        self.write_lock = threading.RLock()
         self._closed = False
-        self._conn = self._connect()
-        self._writer = self._connect()
+        self._readers = ConnectionPool(
+            partial(_connect, url, self.location),  # not a bound method: no reference cycle
+            _close,
+            _idle_and_open,
+            closed_error=lambda: psycopg.OperationalError("the connection is closed"),
+        )
+        self._writer = _connect(url, self.location)
         schema = resources.files("index").joinpath("schema_postgres.sql").read_text()
         with self.transaction() as tx:
             tx.execute(schema)
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        try:
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=_rows)
-        except psycopg.OperationalError as exc:
-            raise ConnectionError(f"cannot connect to {self.location}: {exc}") from exc
-        conn.adapters.register_loader("jsonb", TextLoader)  # attributes come back as JSON text
-        return conn
-
-    def _live(self) -> psycopg.Connection[Any]:
-        """The reading connection, made anew when the old one broke (server restart, network)."""
-        if self._conn.closed and not self._closed:
-            self._conn = self._connect()
-        return self._conn
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Outside a transaction, a read that finds the connection dropped (the server restarted,
-        a failover) is run once more on a new connection."""
-        with self.lock:
-            conn = self._live()
-            idle = conn.info.transaction_status == TransactionStatus.IDLE
+        """A read that finds its connection dropped (the server restarted, a failover) is run
+        once more on a new connection."""
+        for retry in (False, True):
+            with self._readers.connection() as conn:
+                try:
+                    return _run(conn, sql, params)
+                except psycopg.OperationalError:
+                    if retry or not conn.closed:
+                        raise
+            self._readers.discard_idle()  # dropped by the same restart, most likely
+        raise AssertionError("unreachable")
+
+    def timed_query(self, sql: str, params: Sequence[Any], timeout_s: float) -> list[Any]:
+        """``statement_timeout`` for this one statement (``SET LOCAL``, in its own transaction)."""
+        with self._readers.connection() as conn:
             try:
-                return _run(conn, sql, params)
-            except psycopg.OperationalError:
-                if not (idle and conn.closed):
-                    raise
-            return _run(self._live(), sql, params)
+                with conn.transaction():
+                    ms = max(1, round(timeout_s * 1000))
+                    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{ms}ms",))
+                    return _run(conn, sql, params)
+            except psycopg.errors.QueryCanceled as exc:
+                raise QueryTimeout(f"the query ran longer than {timeout_s:g} s") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -151,7 +156,7 @@ class PostgresDatabase(Database):
         dropped before anything was written is made anew, once."""
         for retry in (False, True):
             if self._writer.closed and not self._closed:
-                self._writer = self._connect()
+                self._writer = _connect(self.url, self.location)
             conn = self._writer
             try:
                 conn.execute("BEGIN")
@@ -167,25 +172,22 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def snapshot(self, own_connection: bool = False) -> Iterator[Queries]:
-        if own_connection:
-            conn = self._connect()
+        """Every read borrows its own connection, so ``own_connection`` changes nothing here."""
+        with self._readers.connection() as conn:
             try:
                 with conn.transaction():
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     yield _Reader(conn)
-            finally:
-                conn.close()
-            return
-        with self.lock:
-            conn = self._live()
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield _Reader(conn)
+            except psycopg.OperationalError:
+                if conn.closed:  # the server dropped it: the idle ones too, most likely
+                    self._readers.discard_idle()
+                raise
 
     def text_search(
-        self, words: Sequence[str], where: str, params: Sequence[Any], k: int
+        self, words: Sequence[TextWord], where: str, params: Sequence[Any], k: int
     ) -> tuple[str, list[Any]]:
-        query = " & ".join(f"'{w}':*" for w in words)  # \w+ words: quoted, nothing else is syntax
+        # \w+ words: quoted, nothing else is syntax
+        query = " & ".join(f"'{w.text}'" + (":*" if w.prefix else "") for w in words)
         return (
             "SELECT p.id, -ts_rank(p.search, q) AS rank FROM products p,"
             " to_tsquery('lookalike_text', ?) AS q"
@@ -211,7 +213,25 @@ class PostgresDatabase(Database):
         return bytes(data) if data is not None else None
 
     def close(self) -> None:
-        with self.lock, self.write_lock:
+        self._readers.close()
+        with self.write_lock:
             self._closed = True
-            self._conn.close()
             self._writer.close()
+
+
+def _connect(url: str, location: str) -> psycopg.Connection[Any]:
+    try:
+        conn = psycopg.connect(url, autocommit=True, row_factory=_rows)
+    except psycopg.OperationalError as exc:
+        raise ConnectionError(f"cannot connect to {location}: {exc}") from exc
+    conn.adapters.register_loader("jsonb", TextLoader)  # attributes come back as JSON text
+    return conn
+
+
+def _close(conn: psycopg.Connection[Any]) -> None:
+    conn.close()
+
+
+def _idle_and_open(conn: psycopg.Connection[Any]) -> bool:
+    """A connection worth keeping: open, and in no transaction."""
+    return not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE

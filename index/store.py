@@ -2,11 +2,13 @@
 
 Lock discipline: one writer at a time (``_write_lock``, and the database's writer lock across
 processes) does its commit, then the FAISS update; searches share the FAISS index under a
-readers-writer lock; SQL statements run under the database's own lock. A write is acknowledged
+readers-writer lock; SQL reads each borrow a connection of their own. A write is acknowledged
 only after its commit, and every change to the vector set is logged in ``changes`` in the same
 transaction, so a crash afterwards loses nothing: start-up loads the FAISS snapshot and replays
-the newer changes. FAISS applies changes from the log only, so several stores (server replicas)
-sharing one PostgreSQL database stay in step by calling ``sync()`` now and then.
+the newer changes. For the same reason a FAISS update or snapshot that fails after the commit
+does not fail the write: the store reports itself degraded and retries in the background.
+FAISS applies changes from the log only, so several stores (server replicas) sharing one
+PostgreSQL database stay in step by calling ``sync()`` now and then.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,14 +54,22 @@ from index.records import (
 )
 from index.rerank import META_KEY as RERANK_KEY
 from index.rerank import RerankOptions
+from index.retry import BackgroundRetry
 from index.rwlock import ReadWriteLock
 from index.sync import ChangeFollower
+from index.text_query import text_words
 from index.vectors import SnapshotError, VectorIndex, read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = "2"  # 2: image_features (local features for the geometric re-ranking)
 DuplicatePolicy = Literal["off", "report", "refuse"]
 EXACT_FILTER_LIMIT = 4096  # a filter leaving at most this many images is answered by exact search
+# Deepest FAISS search when over-fetching past a filter, tombstones or several images per product
+# (2048 is also the deepest a FAISS GPU index searches); a filter that still leaves a query short
+# of k is answered by exact search over the ids it allows.
+MAX_FETCH = 2048
+EXACT_CHUNK = 4096  # embeddings read at a time by an exact search
+TEXT_TIMEOUT_S = 2.0  # a text query stops after this long (the server passes its own setting)
 UPDATABLE = ("sku", "title", "category", "price", "attributes")
 
 
@@ -138,6 +147,11 @@ class ProductStore:
         for stale in self.directory.glob(f".{self.SNAPSHOT_NAME}.*.tmp"):
             stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
         self._vectors, self._snapshot_seq, self._applied_seq = self._load_vectors()
+        self._stale = False  # a catch-up failed midway: FAISS may hold part of a batch until reloaded
+        self._snapshot_owed = False  # a snapshot write failed: the next catch-up writes one
+        self._degraded: str | None = None
+        self._retry: BackgroundRetry | None = None  # made on the first failure: it refers back to the store
+        self._closing = False
         self._follower = ChangeFollower(self.sync, sync_interval_s).start() if sync_interval_s else None
 
     # ----------------------------------------------------------------- set-up
@@ -404,15 +418,71 @@ class ProductStore:
     def _catch_up(self) -> ChangeBatch:
         """Under ``_write_lock`` (after a commit, or to follow other writers): apply to FAISS every
         committed change newer than the last one applied, this store's and other processes' alike;
-        then maybe write a snapshot."""
+        then maybe write a snapshot (always, when an earlier one failed). Success ends a
+        degraded state."""
+        if self._stale:
+            self._reload_vectors()
         with self.db.snapshot() as read:
             changes = read_changes(read, self._applied_seq, self.dim)
         with self._vectors_lock.write():
-            changes.apply_to(self._vectors)
+            try:
+                changes.apply_to(self._vectors)
+            except BaseException:
+                self._stale = True  # part of the batch may be in FAISS: applying it again would double it
+                raise
         self._applied_seq = changes.last_seq
-        if self._applied_seq - self._snapshot_seq >= self.snapshot_every:
+        if self._snapshot_owed or self._applied_seq - self._snapshot_seq >= self.snapshot_every:
             self._write_snapshot()
+        if self._degraded is not None:
+            log.info("the vector index has caught up with the catalog again")
+            self._degraded = None
         return changes
+
+    def _reload_vectors(self) -> None:
+        """Under ``_write_lock``, after a catch-up failed midway: FAISS anew from the snapshot and
+        the change log (or the stored embeddings), so no vector is missing or held twice."""
+        fresh, snapshot_seq, applied_seq = self._load_vectors()
+        with self._vectors_lock.write():
+            self._vectors = fresh
+        self._snapshot_seq, self._applied_seq = snapshot_seq, applied_seq
+        self._stale = False
+
+    def _after_commit(self, dropped_paths: Iterable[str] = ()) -> None:
+        """Under ``_write_lock``, once a write is committed: FAISS catches up, and image files no
+        row points at any more go. Neither may fail the write, which has happened: a failed
+        catch-up is logged, makes the store degraded and is retried in the background."""
+        try:
+            self._catch_up()
+        except Exception as exc:
+            self._catch_up_failed(exc)
+        try:
+            self._drop_unreferenced_files(dropped_paths)
+        except Exception:
+            log.exception("the write is committed, but deleting its unused image files failed")
+
+    def _catch_up_failed(self, exc: Exception) -> None:
+        log.error(
+            "the write is committed, but bringing the vector index up to date failed; retrying in the "
+            "background",
+            exc_info=exc,
+        )
+        self._degraded = "the vector index is catching up with committed writes (retrying)"
+        if self._closing:
+            return  # the next start replays the change log
+        if self._retry is None:
+            self._retry = BackgroundRetry(self._recover, "lookalike-catch-up")
+        self._retry.trigger()
+
+    def _recover(self) -> None:
+        """The background retry: one more catch-up, unless another one succeeded meanwhile."""
+        with self._write_lock:
+            if self._degraded is not None:
+                self._catch_up()
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the store is not fully in step (searches may miss the newest writes), or None."""
+        return self._degraded
 
     def sync(self) -> int:
         """Follow the writes other processes (server replicas sharing the database) committed:
@@ -460,7 +530,7 @@ class ProductStore:
                 ends = np.cumsum([len(p.images) for p in products]).tolist()
                 files = [flat[end - len(p.images) : end] for p, end in zip(products, ends, strict=True)]
                 self._insert_products(products, vectors, files, product_ids)
-            self._catch_up()
+            self._after_commit()
         loaded = self._load_products(product_ids)
         return AddResult([loaded[i] for i in product_ids], duplicates)
 
@@ -575,8 +645,7 @@ class ProductStore:
                     if int(held.fetchall()[0][0]) > max_images:
                         raise TooManyImagesError(max_images)  # rolled back; the new files dropped
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
-            self._catch_up()
-            self._drop_unreferenced_files(old_paths)
+            self._after_commit(old_paths)
         if replace:
             self._maybe_compact()
         updated = self.get_product(product_id)
@@ -594,8 +663,7 @@ class ProductStore:
             with self.db.transaction() as db:
                 paths = self._delete_images(db, [image_id])
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))
-            self._catch_up()
-            self._drop_unreferenced_files(paths)
+            self._after_commit(paths)
         self._maybe_compact()
         return self.get_product(product_id)
 
@@ -632,31 +700,45 @@ class ProductStore:
                 deleted = db.execute("DELETE FROM products WHERE id = ?", (product_id,)).rowcount
             if not deleted:
                 return False
-            self._catch_up()
-            self._drop_unreferenced_files(paths)
+            self._after_commit(paths)
         self._maybe_compact()
         return True
 
     def _maybe_compact(self) -> None:
-        """Rebuild when tombstones make up a quarter of the index (searches over-fetch past them)."""
+        """Rebuild when tombstones make up a quarter of the index (searches over-fetch past them).
+        After a committed write: a failure is logged, and the next write tries again."""
         with self._vectors_lock.read():
             dead, total = len(self._vectors.tombstones), self._vectors.ntotal
-        if dead >= max(256, total // 4):
-            log.info("compacting the index: %d of %d vectors are tombstones", dead, total)
+        if dead < max(256, total // 4):
+            return
+        log.info("compacting the index: %d of %d vectors are tombstones", dead, total)
+        try:
             try:
                 self.rebuild(self.index_type)
             except ValueError as exc:  # e.g. too few vectors left to train this IVF: exact search will do
                 log.warning("cannot rebuild a %s index (%s): compacting to Flat", self.index_type, exc)
                 self.rebuild("Flat")
+        except Exception as exc:
+            if self._snapshot_owed:  # the new index is in use, its snapshot is not written
+                self._catch_up_failed(exc)
+            else:
+                log.exception("compacting the index failed; searches skip its tombstones meanwhile")
 
     def snapshot(self) -> int:
         """Write the FAISS snapshot now; return the sequence number it holds."""
         with self._write_lock:
+            if self._stale:
+                self._reload_vectors()
             return self._write_snapshot()
 
     def _write_snapshot(self) -> int:
-        with self._vectors_lock.read():  # searches go on; writers are held by _write_lock
-            write_snapshot(self._vectors, self._applied_seq, self.directory / self.SNAPSHOT_NAME)
+        try:
+            with self._vectors_lock.read():  # searches go on; writers are held by _write_lock
+                write_snapshot(self._vectors, self._applied_seq, self.directory / self.SNAPSHOT_NAME)
+        except BaseException:
+            self._snapshot_owed = True
+            raise
+        self._snapshot_owed = False
         self._snapshot_seq = self._applied_seq
         return self._snapshot_seq
 
@@ -689,8 +771,9 @@ class ProductStore:
             changes.apply_to(fresh)
             with self._vectors_lock.write():
                 self._vectors = fresh
-            self._set_index_type(chosen)
+            self._stale = False
             self._applied_seq = changes.last_seq
+            self._set_index_type(chosen)
             self._write_snapshot()
         return RebuildReport(chosen, len(ids), time.perf_counter() - started, tuning)
 
@@ -812,7 +895,8 @@ class ProductStore:
 
         queries: (M, D) float32, L2-normalised -> M lists of at most ``k`` hits, best first.
         ``filter`` keeps only matching products: a selective one is answered exactly from the
-        stored embeddings, a broader one inside FAISS (IDSelector) or by over-fetching.
+        stored embeddings, a broader one inside FAISS (IDSelector) or by over-fetching, at most
+        ``MAX_FETCH`` deep; a query still short of ``k`` then gets the exact answer.
         A product deleted while the search ran is left out, never returned.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -828,8 +912,16 @@ class ProductStore:
             )
             allowed = np.array(sorted(r["id"] for r in rows), dtype=np.int64)
             if len(allowed) <= EXACT_FILTER_LIMIT:
-                return self._exact_search(queries, k, allowed)
-        best = self._ann_search(queries, k, allowed)
+                return self._hits(self._exact_best(queries, k, allowed), k)
+        best, complete = self._ann_search(queries, k, allowed)
+        if allowed is not None and not complete:
+            short = [i for i, b in enumerate(best) if len(b) < k]
+            for i, exact in zip(short, self._exact_best(queries[short], k, allowed), strict=True):
+                best[i] = exact
+        return self._hits(best, k)
+
+    def _hits(self, best: list[dict[int, tuple[float, int]]], k: int) -> list[list[SearchHit]]:
+        """Per query: product id -> (score, image id), best first -> at most ``k`` hits."""
         products = self._load_products(pid for b in best for pid in b)
         return [
             [
@@ -840,14 +932,27 @@ class ProductStore:
             for b in best
         ]
 
-    def text_search(self, query: str, k: int = 10, filter: SearchFilter | None = None) -> list[TextHit]:
-        """Products whose title, category or attributes contain every word of ``query`` (prefixes
-        match too: "dre" finds "dress"), best bm25 first."""
-        words = re.findall(r"\w+", query.lower())
+    def text_search(
+        self,
+        query: str,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        timeout_s: float | None = TEXT_TIMEOUT_S,
+    ) -> list[TextHit]:
+        """Products whose title, category or attributes contain every word of ``query`` (words of
+        two letters or more match as prefixes too: "dr" finds "dress"), best bm25 first.
+
+        Raises ``TextQueryError`` for a query of too many words (``index.text_query``), and
+        ``QueryTimeout`` when it runs longer than ``timeout_s`` (None: no limit)."""
+        words = text_words(query)
         if not words:
             return []
         where, params = (filter or SearchFilter()).where("p", self.db.dialect)
-        rows = self.db.query(*self.db.text_search(words[:32], where, params, k))
+        sql, values = self.db.text_search(words, where, params, k)
+        if timeout_s is None:
+            rows = self.db.query(sql, values)
+        else:
+            rows = self.db.timed_query(sql, values, timeout_s)
         products = self._load_products(r["id"] for r in rows)
         return [TextHit(products[r["id"]], round(-float(r["rank"]), 6)) for r in rows if r["id"] in products]
 
@@ -871,17 +976,18 @@ class ProductStore:
 
     def _ann_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> list[dict[int, tuple[float, int]]]:
-        """Per query: product id -> (best score, image id), best first, with >= k products when
-        there are that many; fetches deeper until several images per product, tombstones or a
-        filter no longer crowd the top-k out."""
+    ) -> tuple[list[dict[int, tuple[float, int]]], bool]:
+        """(per query: product id -> (best score, image id), best first; complete). Fetches
+        deeper until several images per product, tombstones or a filter no longer crowd the
+        top-k out, up to ``MAX_FETCH``: complete is False when a query got fewer than ``k``
+        products there though the index holds more vectors."""
         fetch = k
         while True:
             with self._vectors_lock.read():
                 total = self._vectors.ntotal
                 if self._vectors.live_count == 0:
-                    return [{} for _ in queries]
-                fetch = min(fetch, total)
+                    return [{} for _ in queries], True
+                fetch = min(fetch, total, max(k, MAX_FETCH))
                 inside = allowed is not None and self._vectors.supports_selector
                 scores, ids = self._vectors.search(queries, fetch, allowed if inside else None)
             if allowed is not None and not inside:
@@ -896,30 +1002,41 @@ class ProductStore:
                         per_product[owner[0]] = (float(score), int(image_id))
                 best.append(per_product)
             if fetch >= total or all(len(b) >= k for b in best):
-                return best
+                return best, True
+            if fetch >= max(k, MAX_FETCH):
+                return best, False
             fetch *= 4
 
-    def _exact_search(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> list[list[SearchHit]]:
-        """Brute force over the stored embeddings of ``allowed`` image ids (a selective filter)."""
-        rows = self.db.rows_in(
-            "SELECT id, product_id, embedding FROM images WHERE id IN ({})", allowed.tolist()
-        )
-        if not rows:
-            return [[] for _ in queries]
-        scores = queries @ self._decode(rows).T  # (M, A)
-        products = self._load_products(r["product_id"] for r in rows)
+    def _exact_best(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> list[dict[int, tuple[float, int]]]:
+        """Brute force over the stored embeddings of ``allowed`` image ids: per query, product id
+        -> (best score, image id) of the ``k`` best products, best first. Reads the embeddings
+        ``EXACT_CHUNK`` at a time and keeps only their scores."""
+        image_ids: list[int] = []
+        owners: list[int] = []
+        parts: list[np.ndarray] = []
+        for start in range(0, len(allowed), EXACT_CHUNK):
+            rows = self.db.rows_in(
+                "SELECT id, product_id, embedding FROM images WHERE id IN ({})",
+                allowed[start : start + EXACT_CHUNK].tolist(),
+            )
+            if rows:
+                image_ids += [int(r["id"]) for r in rows]
+                owners += [int(r["product_id"]) for r in rows]
+                parts.append(queries @ self._decode(rows).T)  # (M, chunk)
+        if not parts:
+            return [{} for _ in queries]
+        scores = np.concatenate(parts, axis=1)  # (M, A)
         results = []
         for row in scores:
-            hits: list[SearchHit] = []
-            seen: set[int] = set()
+            best: dict[int, tuple[float, int]] = {}
             for j in np.argsort(-row, kind="stable"):
-                pid = rows[j]["product_id"]
-                if pid not in seen and pid in products:
-                    seen.add(pid)
-                    hits.append(SearchHit(products[pid], float(row[j]), int(rows[j]["id"])))
-                    if len(hits) == k:
+                if owners[j] not in best:
+                    best[owners[j]] = (float(row[j]), image_ids[j])
+                    if len(best) == k:
                         break
-            results.append(hits)
+            results.append(best)
         return results
 
     def close(self) -> None:
@@ -927,10 +1044,20 @@ class ProductStore:
         last one, then close the database."""
         if self._follower is not None:
             self._follower.stop()
+        self._closing = True
+        if self._retry is not None:
+            self._retry.stop()
+            self._retry = None  # no reference cycle left: the store is freed without the GC
         with self._write_lock:
-            if self._applied_seq != self._snapshot_seq:
-                self._write_snapshot()
-            self.db.close()
+            # a FAISS index that a failed catch-up left half-updated is not saved: start-up
+            # replays the change log from the last good snapshot instead
+            try:
+                if self._applied_seq != self._snapshot_seq and not self._stale:
+                    self._write_snapshot()
+            except Exception:
+                log.exception("the final FAISS snapshot failed; the next start replays the change log")
+            finally:
+                self.db.close()
 
     def __enter__(self) -> ProductStore:
         return self

@@ -11,9 +11,11 @@ leaves either the old snapshot or the new one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import struct
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +44,9 @@ class VectorIndex:
     """A FAISS index over image ids (cosine on unit vectors), on the GPU when asked and present.
 
     Not thread-safe: the store serialises writers and shares readers with a readers-writer lock.
+    FAISS GPU indexes are not thread-safe even for searches (they share the GPU resources'
+    scratch memory and stream), so calls into an index on a GPU take turns under one lock;
+    ``serialise=True`` does so on the CPU as well (tests), None: only on a GPU.
     ``force_tombstones`` takes the GPU path (tombstones instead of removal) on CPU as well.
     """
 
@@ -54,6 +59,7 @@ class VectorIndex:
         float16: bool = False,
         force_tombstones: bool = False,
         gpu_shard: bool = False,
+        serialise: bool | None = None,
     ) -> None:
         self.index_type = index_type
         self.tombstones: set[int] = set(tombstones)
@@ -62,10 +68,19 @@ class VectorIndex:
         self._index = cpu_index
         if use_gpu and gpu_count() > 0:
             self._index, self.on_gpu = _to_gpu(cpu_index, gpu_cloner_options(float16, gpu_shard))
+        self._calls = threading.RLock() if (self.on_gpu if serialise is None else serialise) else None
         # Flat on CPU removes in place; everything else keeps tombstones until a rebuild
         self.removes_in_place = (
             not self.on_gpu and not force_tombstones and isinstance(ann.inner(cpu_index), faiss.IndexFlat)
         )
+
+    def _turn(self) -> contextlib.AbstractContextManager[object]:
+        """Held around every call into the FAISS index when calls must take turns (on a GPU)."""
+        return self._calls if self._calls is not None else contextlib.nullcontext()
+
+    @property
+    def serialised(self) -> bool:
+        return self._calls is not None
 
     @property
     def ntotal(self) -> int:
@@ -83,16 +98,18 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """ids: (N,) int64 image ids never used before; vectors: (N, D) float32 unit rows."""
         if len(ids):
-            self._index.add_with_ids(
-                np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
-            )
+            with self._turn():
+                self._index.add_with_ids(
+                    np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+                )
 
     def remove(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         if not ids:
             return
         if self.removes_in_place:
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+            with self._turn():
+                self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
         else:
             self.tombstones.update(ids)
             self._dead = np.array(sorted(self.tombstones), dtype=np.int64)
@@ -111,7 +128,9 @@ class VectorIndex:
                 raise ValueError("this index cannot filter inside FAISS")
             params = ann.selector_parameters(self._index, faiss.IDSelectorBatch(allowed))
         k = max(1, min(k, self.ntotal))
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        with self._turn():
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+            scores, ids = self._index.search(queries, k, params=params)
         if len(self._dead):
             dead = np.isin(ids, self._dead)
             ids[dead] = -1
@@ -124,7 +143,10 @@ class VectorIndex:
 
     def cpu_index(self) -> faiss.Index:
         """The index on the CPU (a copy when it lives on the GPU), e.g. to serialise it."""
-        return faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
+        if not self.on_gpu:
+            return self._index
+        with self._turn():
+            return faiss.index_gpu_to_cpu(self._index)
 
     def describe(self) -> str:
         where = "gpu" if self.on_gpu else "cpu"

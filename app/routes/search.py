@@ -12,17 +12,43 @@ from app.deps import EmbedderDep, ProductId, QueryFilter, RerankDep, SettingsDep
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
-from app.uploads import read_upload, search_upload
+from app.uploads import RETRY_AFTER, read_upload, search_upload
 from encoder import Crop
-from index import SearchFilter
+from index import ProductStore, QueryTimeout, SearchFilter, TextHit, TextQueryError
 from index.fusion import reciprocal_rank_fusion
 from index.rerank import answer_scores
+from index.text_query import text_words
 
 router = APIRouter(tags=["search"])
 MAX_K = 100
 FUSION_DEPTH = 50  # each ranking contributes this many candidates (at least 2k) to the fusion
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
+}
+
+
+def _check_words(q: str) -> None:
+    """422 for a text query the store will not run (too many words), before any other work."""
+    try:
+        text_words(q)
+    except TextQueryError as exc:
+        raise ApiError(422, "invalid_query", str(exc)) from exc
+
+
+def _text_hits(store: ProductStore, q: str, k: int, wanted: SearchFilter, timeout_ms: float) -> list[TextHit]:
+    """The store's text search, its refusals as HTTP answers: 422 for too many words, 503 with
+    ``Retry-After`` for a query stopped at the time limit (fewer or longer words are quicker)."""
+    _check_words(q)
+    try:
+        return store.text_search(q, k, wanted, timeout_ms / 1000)
+    except QueryTimeout as exc:
+        raise ApiError(
+            503,
+            "query_timeout",
+            f"the text query took longer than {timeout_ms:g} ms; fewer or longer words are quicker",
+            headers=RETRY_AFTER,
+        ) from exc
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
@@ -71,6 +97,8 @@ async def search(
         region = Crop.parse(crop) if crop else None
     except ValueError as exc:
         raise ApiError(422, "invalid_crop", str(exc)) from exc
+    if q:
+        _check_words(q)
     data = await read_upload(image, settings.max_upload_bytes)
     depth = max(2 * k, FUSION_DEPTH) if q else k
     found = await search_upload(embedder, data, depth, wanted, region, reranking)
@@ -81,7 +109,7 @@ async def search(
         return SearchResponse(
             results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint
         )
-    texts = await run_in_threadpool(store.text_search, q, depth, wanted)
+    texts = await run_in_threadpool(_text_hits, store, q, depth, wanted, settings.text_query_timeout_ms)
     by_image = {h.product.id: h for h in hits}
     by_text = {t.product.id: t.product for t in texts}
     fused = reciprocal_rank_fusion([list(by_image), list(by_text)])[:k]
@@ -100,18 +128,23 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-@router.get("/search", response_model=SearchResponse, responses={422: {"model": ErrorResponse}})
+@router.get(
+    "/search", response_model=SearchResponse, responses={c: {"model": ErrorResponse} for c in (422, 503)}
+)
 def text_search(
     store: StoreDep,
+    settings: SettingsDep,
     q: Annotated[
         str, Query(min_length=1, max_length=200, description="words in titles, categories, attributes")
     ],
     wanted: QueryFilter,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
 ) -> SearchResponse:
-    """Text search (SQLite FTS5, bm25): every word must match; prefixes count ("dre" finds "dress")."""
+    """Text search (SQLite FTS5, bm25): every word must match; words of two letters or more match
+    as prefixes too ("dr" finds "dress"); at most 16 different words."""
     started = time.perf_counter()
-    results = [SearchResult.from_product(t.product, t.score) for t in store.text_search(q, k, wanted)]
+    found = _text_hits(store, q, k, wanted, settings.text_query_timeout_ms)
+    results = [SearchResult.from_product(t.product, t.score) for t in found]
     return SearchResponse(results=results, ranking="text", took_ms=_ms_since(started))
 
 

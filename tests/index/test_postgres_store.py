@@ -13,7 +13,14 @@ import psycopg
 import pytest
 
 import index.store
-from index import DuplicateSkuError, EncoderMismatchError, NewProduct, ProductStore, SearchFilter
+from index import (
+    DuplicateSkuError,
+    EncoderMismatchError,
+    NewProduct,
+    ProductStore,
+    QueryTimeout,
+    SearchFilter,
+)
 from index.check import check_store
 from index.maintenance import configure
 from index.maintenance import main as maintenance_main
@@ -338,3 +345,45 @@ def test_concurrent_writers_on_two_replicas_lose_no_change(
     assert store.db.scalar("SELECT COUNT(*) FROM changes") == 2 * 80 + 2 * 16  # adds, removals
     b.close()
     watcher.close()
+
+
+# ---------------------------------------------------------------------- concurrent reads
+def test_reads_on_postgresql_hold_up_no_other_read_and_survive_a_restart(
+    store: ProductStore, database_url: str
+) -> None:
+    """Three reads held open at once each have their own connection (a fourth answers meanwhile);
+    when the server then drops them all, the next read still answers on a new one."""
+    rng = np.random.default_rng(13)
+    store.add_product(product(1, unit(rng, 1)))
+    inside, release = threading.Barrier(4), threading.Event()
+
+    def long_read() -> None:
+        with store.db.snapshot() as read:
+            read.query("SELECT COUNT(*) FROM products")
+            inside.wait(30)
+            release.wait(30)
+
+    readers = [threading.Thread(target=long_read, daemon=True) for _ in range(3)]
+    for t in readers:
+        t.start()
+    inside.wait(30)  # all three hold a read open
+    try:
+        assert store.count() == 1
+    finally:
+        release.set()
+        for t in readers:
+            t.join(30)
+    assert store.db._readers.idle >= 3  # type: ignore[attr-defined]
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    assert store.count() == 1
+
+
+def test_a_timed_query_on_postgresql_is_stopped(store: ProductStore) -> None:
+    with pytest.raises(QueryTimeout):
+        store.db.timed_query("SELECT pg_sleep(30)", (), 0.05)
+    assert store.db.timed_query("SELECT 1 AS one", (), 5)[0]["one"] == 1
+    assert store.text_search("anything") == [] and store.count() == 0

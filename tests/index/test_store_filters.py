@@ -13,6 +13,7 @@ import pytest
 
 import index.store
 from index import NewProduct, ProductStore, SearchFilter
+from index.vectors import VectorIndex
 from tests.conftest import image_bytes
 from tests.index.test_store import DIM, FP, unit
 
@@ -397,3 +398,25 @@ def test_a_dotted_key_is_not_a_json_path(small: ProductStore) -> None:
 
 def test_an_attribute_key_with_a_double_quote_matches(small: ProductStore) -> None:
     assert found(small, {'a"b': "q"}) == {"P7"}
+
+
+def test_over_fetching_stops_at_its_cap_and_falls_back_to_exact_search(
+    store: ProductStore, catalog: Catalog, queries, faiss_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index that cannot filter inside FAISS (as on a GPU) over-fetches past a filter; a filter
+    so selective that the top MAX_FETCH hold too few of its products is answered exactly, and no
+    search goes deeper than the cap (before, it went on to the whole index)."""
+    monkeypatch.setattr(index.store, "MAX_FETCH", 16)
+    monkeypatch.setattr(VectorIndex, "supports_selector", property(lambda self: False))
+    depths: list[int] = []
+    real_search = VectorIndex.search
+
+    def spy(self: VectorIndex, q: np.ndarray, k: int, allowed: np.ndarray | None = None):
+        depths.append(k)
+        return real_search(self, q, k, allowed)
+
+    monkeypatch.setattr(VectorIndex, "search", spy)
+    assert 5 < matching_images(catalog.refs, SELECTIVE) < store.image_count() // 4
+    got = hits(store, queries, 10, SELECTIVE)
+    assert_same(got, exact_top_k(store, catalog.refs, queries, 10, SELECTIVE))
+    assert depths and max(depths) <= 16
