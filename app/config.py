@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a request waits for others")
     max_queue: int = Field(256, ge=1, description="images that may wait for the encoder; more get 503")
     request_timeout_s: float = Field(10.0, gt=0, description="longest wait for an embedding; then 503")
+    decode_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a photo to be decoded (queued or running); then 503"
+    )
+    limit_concurrency: int = Field(
+        512, ge=1, description="open connections `lookalike serve` allows; more get 503 from uvicorn"
+    )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted upload")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest accepted width x height")
     duplicate_policy: Literal["off", "report", "refuse"] = Field(
