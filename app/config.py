@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     text_query_timeout_ms: float = Field(
         1000, gt=0, le=60_000, description="longest a text query (q) may run; then 503"
     )
+    decode_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a photo to be decoded (queued or running); then 503"
+    )
+    limit_concurrency: int = Field(
+        512, ge=1, description="open connections `lookalike serve` allows; more get 503 from uvicorn"
+    )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest accepted upload")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest accepted width x height")
     duplicate_policy: Literal["off", "report", "refuse"] = Field(

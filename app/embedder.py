@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +19,8 @@ from app.batching import MicroBatcher, Overloaded
 from encoder import Crop, Encoder, Preprocessor
 from encoder.local_features import LocalFeatures, extract_features
 from index import ProductStore, SearchFilter, SearchHit
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,13 @@ class Embedder:
         on_batch: Callable[[int], None] | None = None,
         max_queue: int = 0,
         timeout_s: float | None = None,
+        decode_timeout_s: float | None = None,
     ) -> None:
         self.encoder = encoder.eval()
         self.store = store
         self.timeout_s = timeout_s
+        self.decode_timeout_s = decode_timeout_s
+        self.max_queue = max_queue  # images decoding + waiting for the encoder; 0: unbounded
         self.preprocess = Preprocessor(encoder.config, max_image_pixels)
         self.device = next(encoder.parameters()).device
         self.batcher: MicroBatcher[_Job, Answer] = MicroBatcher(
@@ -62,6 +69,8 @@ class Embedder:
         # Decoding has its own pool, one thread per CPU: 32 concurrent uploads do not become 32
         # threads fighting over the cores (and the forward thread) for the GIL.
         self._decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
+        self._decoding = 0  # decode jobs submitted and not yet finished (queued or running)
+        self._decoding_lock = threading.Lock()  # released from the decode threads
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.device.type != "cuda":
@@ -96,16 +105,43 @@ class Embedder:
                         hits[i] = exc
         return [h if isinstance(h, Exception) else Answer(v, h) for v, h in zip(vectors, hits, strict=True)]
 
+    @property
+    def in_flight(self) -> int:
+        """Images being decoded or waiting to be, plus those waiting for the encoder."""
+        return self._decoding + self.batcher.queue_depth
+
+    def _decode_done(self, _: Future[Any] | None = None) -> None:
+        with self._decoding_lock:
+            self._decoding -= 1
+
+    async def _decode(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the decode pool, admitted only while fewer than ``max_queue`` images are
+        in flight (the pool's own queue is unbounded, so a burst of slow photos would otherwise
+        pile up there unseen); ``Overloaded`` when full or when it takes over ``decode_timeout_s``.
+        A decode that timed out still counts until its thread lets go of it."""
+        with self._decoding_lock:
+            if self.max_queue and self._decoding + self.batcher.queue_depth >= self.max_queue:
+                raise Overloaded(f"{self.in_flight} images are being decoded or waiting already")
+            self._decoding += 1
+        try:
+            job = self._decoders.submit(fn, *args)
+        except BaseException:  # the pool is shut down
+            self._decode_done()
+            raise
+        job.add_done_callback(self._decode_done)
+        try:  # a timed-out job that has not started is cancelled (wait_for cancels the wrapper)
+            return await asyncio.wait_for(asyncio.wrap_future(job), self.decode_timeout_s)
+        except asyncio.TimeoutError:
+            raise Overloaded(f"the image was not decoded within {self.decode_timeout_s:g} s") from None
+
     async def _submit(self, data: bytes, crop: Crop | None, k: int, filter: SearchFilter | None) -> Answer:
-        if self.batcher.full:  # refuse before spending a decode on it
-            raise Overloaded("the encoder queue is full")
-        loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(self._decoders, self.preprocess, data, crop)
+        pixels = await self._decode(self.preprocess, data, crop)
         return await self.batcher.submit(_Job(pixels, k, filter), self.timeout_s)
 
     async def embed_bytes(self, data: bytes, crop: Crop | None = None) -> np.ndarray:
         """Raises ``ImageDecodeError`` for bytes that are not a usable image, ``Overloaded`` when
-        the queue is full or the answer takes longer than ``timeout_s``."""
+        ``max_queue`` images are in flight already, the decode takes longer than
+        ``decode_timeout_s`` or the answer longer than ``timeout_s``."""
         return (await self._submit(data, crop, 0, None)).vector
 
     async def search_bytes(
@@ -121,10 +157,7 @@ class Embedder:
     async def local_features(self, data: bytes, crop: Crop | None = None) -> LocalFeatures:
         """The photo's local features, for geometric re-ranking (in the decode pool; the errors of
         ``embed_bytes``)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decoders, extract_features, data, crop, self.preprocess.max_pixels
-        )
+        return await self._decode(extract_features, data, crop, self.preprocess.max_pixels)
 
     def start(self) -> None:
         self.batcher.start()

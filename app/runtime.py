@@ -146,6 +146,7 @@ def open_runtime(
             on_batch=metrics.batch_size.observe,
             max_queue=settings.max_queue,
             timeout_s=settings.request_timeout_s,
+            decode_timeout_s=settings.decode_timeout_s,
         )
         thresholds = load_thresholds(store)
         rerank = rerank_options(settings, store.rerank_options)

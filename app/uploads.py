@@ -19,7 +19,12 @@ from index import SearchFilter, SearchHit
 from index.rerank import RerankOptions, rerank
 
 RETRY_AFTER = {"Retry-After": "1"}
-_STATUS = {"unsupported": (415, "unsupported_media_type"), "too_large": (413, "image_too_large")}
+_STATUS = {
+    "unsupported": (415, "unsupported_media_type"),
+    "too_large": (413, "image_too_large"),
+    "shape": (422, "invalid_image"),  # a side too short or too thin for its length: not too large
+    "crop": (422, "invalid_crop"),
+}
 
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
@@ -37,8 +42,8 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 
 @contextmanager
 def _as_http_errors() -> Iterator[None]:
-    """Unusable images become 413/415/422, never a 500; a full queue or a timeout becomes 503 with
-    Retry-After (backpressure: clients slow down, memory stays bounded)."""
+    """Unusable images become 413/415/422, never a 500; a full queue (images decoding count too) or
+    a timeout becomes 503 with Retry-After (backpressure: clients slow down, memory stays bounded)."""
     try:
         yield
     except ImageDecodeError as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from encoder.crop import Crop
+
 # Magic numbers of the formats we accept, checked before Pillow sees the bytes.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -19,10 +21,17 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 SUPPORTED_FORMATS = ("jpeg", "png", "webp", "gif", "bmp")
 DEFAULT_MAX_PIXELS = 40_000_000
+# The model sees the shorter side scaled to its input size, so the longer side scales by the same
+# factor: without these two bounds an 84-byte 20000x1 PNG becomes a 224 x 4,480,000 resize (4 GB).
+MIN_SIDE = 16  # pixels, of the photo and of a marked region
+MAX_ASPECT = 20.0  # longer side / shorter side, of the photo and of a marked region
+_ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
 class ImageDecodeError(ValueError):
-    """The bytes are not a usable image. ``kind`` is 'unsupported', 'too_large' or 'corrupt'."""
+    """The bytes are not a usable image. ``kind`` is 'unsupported', 'too_large', 'corrupt', 'shape'
+    (a side under ``MIN_SIDE`` or an aspect ratio over ``MAX_ASPECT``) or 'crop' (the same, of the
+    marked region)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -39,15 +48,51 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def check_shape(width: int, height: int, what: str = "the image", kind: str = "shape") -> None:
+    """Raise ``ImageDecodeError(kind)`` when a side is under ``MIN_SIDE`` pixels or the longer side
+    is over ``MAX_ASPECT`` times the shorter: such images cost far more to resize than they say."""
+    short, long = min(width, height), max(width, height)
+    if short < MIN_SIDE:
+        raise ImageDecodeError(
+            kind, f"{what} is {width}x{height} pixels; each side must be at least {MIN_SIDE} pixels"
+        )
+    if long > MAX_ASPECT * short:
+        raise ImageDecodeError(
+            kind,
+            f"{what} is {width}x{height} pixels; the longer side may be at most {MAX_ASPECT:g} times "
+            "the shorter",
+        )
+
+
+def _check_crop(width: int, height: int, crop: Crop | None) -> None:
+    """The shape checks of the region ``crop`` marks in an upright ``width`` x ``height`` photo."""
+    if crop is not None:
+        left, top, right, bottom = crop.box(width, height)
+        check_shape(right - left, bottom - top, "the marked region (crop)", "crop")
+
+
+def _header_orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation, when it can be read without decoding pixels (None: not yet known; a
+    PNG may keep its EXIF after the pixel data, and Pillow would decode the image to find it)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return None
+    return int(image.getexif().get(0x0112, 1))
+
+
 def decode_image(
-    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+    crop: Crop | None = None,
 ) -> Image.Image:
-    """Bytes -> fully decoded RGB image with EXIF orientation applied.
+    """Bytes -> fully decoded RGB image with EXIF orientation applied, cut to ``crop`` if given.
 
     Raises ``ImageDecodeError`` for an unknown format (content sniffed, not trusted from a
-    name or header), an image over ``max_pixels`` (checked from the header, before decoding:
-    the decompression-bomb guard) or truncated/corrupt data. ``draft_size`` lets JPEG decode
-    at a reduced DCT scale when the model needs far fewer pixels.
+    name or header), an image over ``max_pixels`` or of an unusable shape (``check_shape``, of
+    the photo and of the crop; both checked from the header, before decoding: the
+    decompression-bomb guard) or truncated/corrupt data. ``draft_size`` lets JPEG decode at a
+    reduced DCT scale when the model needs far fewer pixels: each side of the (cropped) result
+    keeps at least that many where the photo has them.
     """
     if not data:
         raise ImageDecodeError("corrupt", "the image is empty (0 bytes)")
@@ -66,10 +111,22 @@ def decode_image(
                     "too_large",
                     f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
                 )
+            check_shape(width, height)  # either way up
+            orientation = _header_orientation(image)
+            if orientation is not None:
+                _check_crop(*((height, width) if orientation in _ROTATED else (width, height)), crop)
             if draft_size and fmt == "jpeg":
-                image.draft("RGB", (draft_size, draft_size))
+                # decode finely enough that the cropped region still has the pixels asked for
+                scale = 1.0 if crop is None else min(crop.w, crop.h)
+                wanted = int(draft_size / scale)
+                image.draft("RGB", (wanted, wanted))
             image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+            upright = ImageOps.exif_transpose(image)
+            # again now that the orientation is surely known, in the full-size photo's pixels
+            swapped = upright.size != image.size
+            _check_crop(*((height, width) if swapped else (width, height)), crop)
+            upright = upright.convert("RGB")
+            return upright if crop is None else upright.crop(crop.box(*upright.size))
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

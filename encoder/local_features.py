@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from encoder.crop import Crop
 from encoder.images import DEFAULT_MAX_PIXELS, decode_image
-from encoder.preprocess import Crop
 
 MAX_SIDE = 400  # longer side the keypoints are found at: as good as 640 on smvs-dvd, half the CPU
 MAX_KEYPOINTS = 500  # the strongest ones are kept
@@ -99,8 +99,4 @@ def extract_features(
 ) -> LocalFeatures:
     """Untrusted image bytes -> their local features, decoded with the upload checks of
     ``decode_image`` (raises ``ImageDecodeError``); ``crop``: only the region the shopper marked."""
-    draft = MAX_SIDE if crop is None else int(MAX_SIDE / max(min(crop.w, crop.h), 1e-3))
-    image = decode_image(data, max_pixels, draft_size=draft)
-    if crop is not None:
-        image = image.crop(crop.box(*image.size))
-    return features_of_image(image)
+    return features_of_image(decode_image(data, max_pixels, MAX_SIDE, crop))

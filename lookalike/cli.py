@@ -52,6 +52,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=settings.port,
         log_level=args.log_level,
         log_config=log_config,
+        limit_concurrency=settings.limit_concurrency,  # each connection may hold an upload in memory
     )
 
 
