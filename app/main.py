@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.memory import release_periodically
 from app.metrics import Metrics, RequestMetrics
 from app.request_id import RequestId
 from app.routes import admin, health, products, search
@@ -32,10 +34,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await swapper.start()  # app.state.runtime: the encoder, the store and its thresholds
     app.state.swapper = swapper
     app.state.ready = True
+    trimmer = asyncio.create_task(release_periodically(), name="malloc-trim")  # app/memory.py: why
     try:
         yield
     finally:
         app.state.ready = False  # draining: load balancers stop sending before the store closes
+        trimmer.cancel()
         await swapper.stop()
 
 
