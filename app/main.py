@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ready = False  # draining: load balancers stop sending before the store closes
         trimmer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trimmer
         await swapper.stop()
 
 
