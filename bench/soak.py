@@ -221,6 +221,36 @@ def server(args: argparse.Namespace) -> Iterator[tuple[str, str, int | None]]:
             yield base, KEY, proc.pid
 
 
+def minute_maxima(samples: list[tuple[float, float]]) -> list[int]:
+    """The highest RSS sample of each minute of traffic."""
+    top: dict[int, float] = {}
+    for t, mib in samples:
+        top[int(t // 60)] = max(top.get(int(t // 60), 0.0), mib)
+    return [round(top[m]) for m in sorted(top)]
+
+
+def rss_summary(samples: list[tuple[float, float]], warmup_minutes: float) -> dict:
+    """RSS at the start, the first sample after the warm-up, the end and the maximum; and, less at
+    the mercy of when a sample falls between two malloc_trim calls, the highest sample of the
+    minute after the warm-up against that of the last minute."""
+    times = np.array([t for t, _ in samples])
+    rss = np.array([m for _, m in samples])
+    first = min(int(np.searchsorted(times, warmup_minutes * 60)), len(rss) - 1)
+    warm, end = warmup_minutes * 60, times[-1]
+    after = float(rss[(times >= warm) & (times < warm + 60)].max(initial=rss[first]))
+    last = float(rss[times > end - 60].max())
+    return {
+        "start": round(rss[0]),
+        "after_warmup": round(float(rss[first])),
+        "end": round(rss[-1]),
+        "max": round(rss.max()),
+        "growth_after_warmup_pct": round(float(100 * (rss[-1] / rss[first] - 1)), 1),
+        "minute_max_after_warmup": round(after),
+        "minute_max_last": round(last),
+        "minute_max_growth_pct": round(100 * (last / after - 1), 1),
+    }
+
+
 def report(
     args: argparse.Namespace, stats: Stats, ledger: Ledger, problems: list[str], pid: int | None
 ) -> dict:
@@ -244,27 +274,10 @@ def report(
         "load_average": os.getloadavg(),
     }
     if stats.samples:
-        times = np.array([t for t, _ in stats.samples])
-        rss = np.array([m for _, m in stats.samples])
-        after_warmup = (
-            rss[np.searchsorted(times, args.warmup_minutes * 60)]
-            if times[-1] > args.warmup_minutes * 60
-            else rss[0]
-        )
-        out["rss_mib"] = {
-            "start": round(rss[0]),
-            "after_warmup": round(float(after_warmup)),
-            "end": round(rss[-1]),
-            "max": round(rss.max()),
-            "growth_after_warmup_pct": round(100 * (rss[-1] / after_warmup - 1), 1),
-        }
+        out["rss_mib"] = rss_summary(stats.samples, args.warmup_minutes)
         if pid is not None:
             out["rss_mib"]["peak_vmhwm"] = round(rss_mib(pid, "VmHWM"))
-        at = [
-            max(int(np.searchsorted(times, m * 60, side="right")) - 1, 0)
-            for m in range(int(times[-1] // 60) + 1)
-        ]
-        out["rss_per_minute"] = [round(float(rss[i])) for i in at]
+        out["rss_max_per_minute"] = minute_maxima(stats.samples)
     return out
 
 
