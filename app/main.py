@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.dev_mode import DevModeGuard
 from app.errors import install_error_handlers
+from app.memory import release_periodically
 from app.metrics import Metrics, RequestMetrics
 from app.request_id import RequestId
 from app.routes import admin, health, products, search
@@ -36,11 +39,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.swapper = swapper
     app.state.ready = True
     dev_guard.watch()  # the sockets uvicorn binds only after this startup
+    trimmer = asyncio.create_task(release_periodically(), name="malloc-trim")  # app/memory.py: why
     try:
         yield
     finally:
         dev_guard.stop()
         app.state.ready = False  # draining: load balancers stop sending before the store closes
+        trimmer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trimmer
         await swapper.stop()
 
 

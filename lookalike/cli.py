@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+        from app.memory import limit_arenas
+
+        limit_arenas()  # before _parser() imports torch, whose threads would fix glibc's arena count
     args = _parser().parse_args(argv)
     try:
         args.run(args)
