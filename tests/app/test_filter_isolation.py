@@ -87,23 +87,13 @@ def test_a_failing_filtered_search_fails_only_its_own_request(
     # the batch closes when all four are in (the long wait only guards a slow machine)
     embedder = Embedder(encoder, store, max_batch_size=4, max_wait_ms=30_000, on_batch=batch_sizes.append)
 
-    async def main() -> list[object]:
-        embedder.start()
-        try:
-            return await asyncio.gather(
-                embedder.search_bytes(image_bytes(0), 3, SearchFilter(category="explode")),
-                embedder.search_bytes(image_bytes(1), 3, SearchFilter(category="red")),
-                embedder.search_bytes(image_bytes(2), 3),
-                embedder.search_bytes(image_bytes(3), 3, SearchFilter(min_price=0)),
-                return_exceptions=True,
-            )
-        finally:
-            await embedder.close()
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        store.close()
+    filters = [
+        SearchFilter(category="explode"),
+        SearchFilter(category="red"),
+        None,
+        SearchFilter(min_price=0),
+    ]
+    results = _search_together(embedder, store, filters)
     assert batch_sizes == [4]  # one batch: the failure could have reached them all
     assert isinstance(results[0], RuntimeError) and "went away" in str(results[0])
     for r in results[1:]:
@@ -123,21 +113,29 @@ def test_a_failing_forward_still_fails_every_waiter(tiny_encoder_path: Path, sto
     embedder = Embedder(encoder, store, max_batch_size=3, max_wait_ms=30_000)
     embedder.encoder.embed = broken  # type: ignore[method-assign]
 
+    results = _search_together(embedder, store, [None, None, None])
+    assert calls.is_set()
+    assert all(isinstance(r, RuntimeError) and "out of memory" in str(r) for r in results)
+
+
+def _search_together(
+    embedder: Embedder, store: ProductStore, filters: list[SearchFilter | None]
+) -> list[object]:
+    """Sends one search of k = 3 per filter at once (photo i for the i-th); each answer or
+    exception, in order. Closes the embedder and the store."""
+
     async def main() -> list[object]:
         embedder.start()
         try:
-            return await asyncio.gather(
-                *(embedder.search_bytes(image_bytes(i), 3) for i in range(3)), return_exceptions=True
-            )
+            searches = (embedder.search_bytes(image_bytes(i), 3, f) for i, f in enumerate(filters))
+            return await asyncio.gather(*searches, return_exceptions=True)
         finally:
             await embedder.close()
 
     try:
-        results = asyncio.run(main())
+        return asyncio.run(main())
     finally:
         store.close()
-    assert calls.is_set()
-    assert all(isinstance(r, RuntimeError) and "out of memory" in str(r) for r in results)
 
 
 def _open_store(store_dir: Path, encoder) -> ProductStore:  # type: ignore[no-untyped-def]
