@@ -120,7 +120,7 @@ class Embedder:
         pile up there unseen); ``Overloaded`` when full or when it takes over ``decode_timeout_s``.
         A decode that timed out still counts until its thread lets go of it."""
         with self._decoding_lock:
-            if self.max_queue and self._decoding + self.batcher.queue_depth >= self.max_queue:
+            if self.max_queue and self.in_flight >= self.max_queue:
                 raise Overloaded(f"{self.in_flight} images are being decoded or waiting already")
             self._decoding += 1
         try:
