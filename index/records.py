@@ -96,6 +96,14 @@ class TooManyImagesError(StoreError):
         self.limit = limit
 
 
+class LastImageError(StoreError):
+    """Refused: a product keeps at least one image; delete the product instead."""
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(f"product {product_id} keeps at least one image; delete the product instead")
+        self.product_id = product_id
+
+
 class EncoderMismatchError(StoreError):
     """Embeddings from another encoder cannot share an index with this store's."""
 

@@ -43,6 +43,7 @@ from index.records import (
     AddResult,
     DuplicateSkuError,
     EncoderMismatchError,
+    LastImageError,
     NearDuplicate,
     NearDuplicateError,
     NewProduct,
@@ -653,13 +654,13 @@ class ProductStore:
 
     def remove_image(self, product_id: int, image_id: int) -> Product | None:
         """Remove one image of a product; None when there is no such image. A product keeps at
-        least one image (``ValueError``): delete the product instead."""
+        least one image (``LastImageError``): delete the product instead."""
         with self._write_lock:
             product = self.get_product(product_id)
             if product is None or image_id not in {i.id for i in product.images}:
                 return None
             if len(product.images) == 1:
-                raise ValueError("a product keeps at least one image; delete the product instead")
+                raise LastImageError(product_id)
             with self.db.transaction() as db:
                 paths = self._delete_images(db, [image_id])
                 db.execute("UPDATE products SET updated_at = ? WHERE id = ?", (_now(), product_id))

@@ -49,7 +49,7 @@ from index import (
     ProductStore,
 )
 from index.images import StoredPathError
-from index.records import TooManyImagesError
+from index.records import LastImageError, TooManyImagesError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["products"])
@@ -330,7 +330,7 @@ def delete_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> P
     """Remove one photo; a product's last photo cannot go (409): delete the product instead."""
     try:
         product = store.remove_image(product_id, image_id)
-    except ValueError as exc:
+    except LastImageError as exc:
         raise ApiError(409, "last_image", str(exc)) from exc
     if product is None:
         raise ApiError(404, "image_not_found", f"product {product_id} has no image {image_id}")

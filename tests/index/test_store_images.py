@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import DuplicateSkuError, NewProduct, Product, ProductStore
+from index import DuplicateSkuError, LastImageError, NewProduct, Product, ProductStore
 from tests.conftest import image_bytes
 from tests.index.test_store import DIM, FP, unit
 
@@ -164,7 +164,7 @@ def test_remove_image_keeps_a_file_another_product_uses(store: ProductStore, vec
 
 def test_remove_image_refuses_to_remove_the_last_one(store: ProductStore, vectors: np.ndarray) -> None:
     p = store.add_product(new_product(1, vectors[0:1]))
-    with pytest.raises(ValueError, match="at least one image"):
+    with pytest.raises(LastImageError, match="at least one image"):
         store.remove_image(p.id, p.images[0].id)
     assert store.get_product(p.id) == p
     assert store.vector_count() == 1 and store.image_file(p.images[0]).exists()
