@@ -20,6 +20,7 @@ COPY encoder ./encoder
 COPY training ./training
 COPY index ./index
 COPY app ./app
+COPY ops ./ops
 COPY lookalike ./lookalike
 RUN pip wheel --no-deps --wheel-dir /wheels .
 

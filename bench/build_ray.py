@@ -3,8 +3,8 @@
     .venv/bin/python bench/build_ray.py --catalog demo/catalog.csv --encoder demo/encoder.pt \
         --limit 300 --workers 1 2 --repeats 2
 
-Single = ``index.build.embed_catalog`` (DataLoader workers decode, the main process embeds with
-all torch threads); Ray = ``index.build_ray.embed_catalog_ray`` on a local Ray started here (one
+Single = ``ops.build.embed_catalog`` (DataLoader workers decode, the main process embeds with
+all torch threads); Ray = ``ops.build_ray.embed_catalog_ray`` on a local Ray started here (one
 logical CPU per machine core, no dashboard, a small object store), an actor pool of N encoders
 with one torch thread each. Each build writes into a fresh temporary store and is timed from the
 call to the last stored batch. ``total`` = images / that time, start-up included (Ray: the
@@ -32,10 +32,11 @@ from pathlib import Path
 import torch
 
 from encoder import Encoder, encoder_fingerprint, load_encoder
-from index.build import BuildReport, embed_catalog
-from index.build_ray import embed_catalog_ray
 from index.catalog import CatalogItem, read_catalog
 from index.store import ProductStore
+from ops.build import embed_catalog
+from ops.build_ray import embed_catalog_ray
+from ops.build_report import BuildReport
 
 
 def tree_ticks() -> dict[tuple[int, int], int]:

@@ -4,7 +4,7 @@
         --batch-size 32 --workers 0 1 2 --repeats 3
 
 Raw = ``encoder.embed`` on (B, 3, S, S) tensors already in memory, as many images as the catalog
-holds and in the same batch shapes: the ceiling. Build = ``index.build.embed_catalog`` on the real
+holds and in the same batch shapes: the ceiling. Build = ``ops.build.embed_catalog`` on the real
 catalog into a fresh temporary store (read, decode and preprocess in DataLoader workers, embed,
 write images, SQLite and FAISS), timed over the embedding phase: model load, store open and the
 final FAISS snapshot are left out. Ratio >= 0.9 means the pipeline around the model costs <= 10 %.
@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from encoder import Encoder, encoder_fingerprint, load_encoder, pick_device
-from index.build import embed_catalog
 from index.catalog import CatalogItem, read_catalog
 from index.store import ProductStore
+from ops.build import embed_catalog
 
 
 def batch_shapes(items: list[CatalogItem], batch_size: int) -> list[int]:

@@ -37,8 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from encoder import Encoder, EncoderConfig, Preprocessor, load_encoder, save_encoder  # noqa: E402
 from index import ProductStore  # noqa: E402
-from index.build import get_args_parser as build_args  # noqa: E402
-from index.build import main as build  # noqa: E402
+from ops.build import get_args_parser as build_args  # noqa: E402
+from ops.build import main as build  # noqa: E402
 from tests.server import running_server  # noqa: E402
 
 

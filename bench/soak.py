@@ -212,7 +212,7 @@ def server(args: argparse.Namespace) -> Iterator[tuple[str, str, int | None]]:
         if Path(args.store).is_dir():
             shutil.copytree(args.store, store)
         else:
-            from index.build import get_args_parser, main  # a fresh demo store, built once here
+            from ops.build import get_args_parser, main  # a fresh demo store, built once here
 
             print(f"{args.store} does not exist: building the demo store in {store}", flush=True)
             argv = ["--catalog", "demo/catalog.csv", "--encoder", args.encoder, "--store", str(store)]

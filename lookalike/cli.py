@@ -63,13 +63,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _build(args: argparse.Namespace) -> None:
-    from index.build import main
+    from ops.build import main
 
     main(args).close()
 
 
 def _index(args: argparse.Namespace) -> None:
-    from index.maintenance import main
+    from ops.maintenance import main
 
     status = main(args)
     if status:
@@ -83,7 +83,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from index.build import get_args_parser as build_args
+    from ops.build import get_args_parser as build_args
     from training.evaluate import get_args_parser as eval_args
     from training.train import get_args_parser as train_args
 
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, parents=[parent], help=text, description=text)
         sub.set_defaults(run=run)
-    from index.maintenance import configure
+    from ops.maintenance import configure
 
     index = commands.add_parser("index", help="rebuild, check or inspect a product store")
     configure(index)

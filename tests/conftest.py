@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from encoder import Encoder, EncoderConfig, save_encoder
-from index.build import get_args_parser as build_args
-from index.build import main as build_main
+from ops.build import get_args_parser as build_args
+from ops.build import main as build_main
 from tests.postgres import new_database, running_postgres
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clothing-small"

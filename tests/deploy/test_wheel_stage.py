@@ -64,7 +64,7 @@ def test_the_wheel_stage_packs_everything_the_server_reads(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (wheel,) = (tmp_path / "w").glob("lookalike-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("encoder", "training", "index", "app", "lookalike"):
+    for package in ("encoder", "training", "index", "ops", "app", "lookalike"):
         for path in (ROOT / package).rglob("*"):
             rel = path.relative_to(ROOT).as_posix()
             if path.is_file() and "__pycache__" not in rel:

@@ -22,8 +22,8 @@ from index import (
     SearchFilter,
 )
 from index.check import check_store
-from index.maintenance import configure
-from index.maintenance import main as maintenance_main
+from ops.maintenance import configure
+from ops.maintenance import main as maintenance_main
 from tests.conftest import image_bytes
 from tests.index.test_store import DIM, FP, product, unit
 from tests.index.test_store_filters import (

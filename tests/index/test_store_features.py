@@ -11,9 +11,9 @@ import pytest
 from encoder.local_features import FEATURES_KIND, LocalFeatures, extract_features
 from index import NewProduct, ProductStore
 from index.features import features_of
-from index.maintenance import configure
-from index.maintenance import main as index_main
 from index.rerank import RerankOptions
+from ops.maintenance import configure
+from ops.maintenance import main as index_main
 from tests.conftest import build_store, image_bytes
 from tests.encoder.covers import cover, jpeg
 from tests.index.test_store import DIM, FP, unit

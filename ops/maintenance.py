@@ -16,10 +16,10 @@ from index.calibration import MatchThresholds, calibrate, recalibrate_other
 from index.calibration import load as load_thresholds
 from index.check import check_store
 from index.features import features_of
-from index.outliers import outlier_scores
 from index.records import ProductImage
 from index.rerank import RerankOptions
 from index.store import ProductStore
+from ops.outliers import outlier_scores
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

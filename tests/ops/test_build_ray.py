@@ -20,8 +20,8 @@ import pytest
 import ray
 
 from index import ProductStore
-from index.build import get_args_parser, main
 from index.calibration import load as load_thresholds
+from ops.build import get_args_parser, main
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.slow
@@ -203,7 +203,7 @@ def test_local_starts_a_ray_of_its_own_and_stops_it(ray_address: str) -> None:
     """``--ray local``: a new instance on this machine even while another cluster runs, shut down after."""
     script = (
         "import ray\n"
-        "from index.build_ray import ray_session\n"
+        "from ops.build_ray import ray_session\n"
         "with ray_session('local'):\n"
         "    print(ray.get_runtime_context().gcs_address, ray.cluster_resources()['CPU'])\n"
         "print('after', ray.is_initialized())\n"

@@ -10,7 +10,7 @@ import argparse
 import itertools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,10 +29,11 @@ from encoder.local_features import LocalFeatures
 from index.calibration import META_KEY, calibrate
 from index.catalog import CatalogItem, read_catalog
 from index.features import features_of
-from index.maintenance import describe_thresholds
-from index.records import NearDuplicate, NewProduct
+from index.records import NewProduct
 from index.rerank import RerankOptions
 from index.store import ProductStore
+from ops.build_report import BuildReport
+from ops.maintenance import describe_thresholds
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -145,20 +146,6 @@ def _collate(loaded: list[_Loaded]) -> _Batch:
     )
 
 
-@dataclass
-class BuildReport:
-    """What one ``embed_catalog`` call did: images stored, seconds spent, items skipped and why."""
-
-    images: int = 0
-    seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
-    near_duplicates: list[NearDuplicate] = field(default_factory=list)
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
-
-
 def embed_catalog(
     encoder: Encoder,
     store: ProductStore,
@@ -226,7 +213,7 @@ def main(args: argparse.Namespace) -> ProductStore:
     where = f"Ray ({args.ray})" if args.ray else device
     print(f"{len(items)} catalog items, {len(done)} already stored, {len(todo)} to embed on {where}")
     if args.ray and todo:
-        from index.build_ray import embed_catalog_ray, ray_session
+        from ops.build_ray import embed_catalog_ray, ray_session
 
         with ray_session(args.ray):
             report = embed_catalog_ray(

@@ -29,11 +29,11 @@ import torch
 from tqdm import tqdm
 
 from encoder import Encoder, EncoderConfig, ImageDecodeError, Preprocessor, encoder_fingerprint, pick_device
-from index.build import BuildReport
 from index.catalog import CatalogItem
 from index.features import features_of
 from index.records import NewProduct
 from index.store import ProductStore
+from ops.build_report import BuildReport
 
 MAX_BLOCKS = 2000  # input blocks of the dataset; more only adds scheduling overhead
 
@@ -176,7 +176,7 @@ def embed_catalog_ray(
 
     ``workers``: actors in the pool (default: one per GPU, else one per CPU of the cluster);
     ``device``: auto (GPUs when the cluster has them), cpu or cuda. Same result as
-    ``index.build.embed_catalog``; unreadable items are reported in ``BuildReport.failures``.
+    ``ops.build.embed_catalog``; unreadable items are reported in ``BuildReport.failures``.
     """
     ray = _ray()
     report = BuildReport()

@@ -11,8 +11,8 @@ import pytest
 
 from index import ProductStore
 from index.check import check_store
-from index.outliers import outlier_scores
 from lookalike.cli import main as cli
+from ops.outliers import outlier_scores
 from tests.index.test_store import DIM, FP, product, unit
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from index import ProductStore, read_catalog
-from index.build import get_args_parser, main
+from ops.build import get_args_parser, main
 from tests.conftest import image_bytes
 
 
