@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import ApiError
-from index.attributes import InvalidAttributes, parse_attributes
+from encoder.attributes import InvalidAttributes, parse_attributes
 
 
 def json_object_field(raw: str | None, name: str, code: str) -> dict[str, Any]:
-    """``raw`` parsed as a JSON object within the attribute limits (index.attributes: no NaN or
+    """``raw`` parsed as a JSON object within the attribute limits (encoder.attributes: no NaN or
     infinity, bounded size and nesting), {} when absent; 422 with ``code`` otherwise."""
     if not raw:
         return {}

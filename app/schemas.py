@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from encoder.attributes import check_attributes
 from index import NearDuplicate, Product, SearchHit
-from index.attributes import check_attributes
 from index.calibration import MatchThresholds
 
 # a product's attributes as a client sends them: a JSON object within the limits of
-# index.attributes (no NaN or infinity, bounded size and nesting); 422 otherwise
+# encoder.attributes (no NaN or infinity, bounded size and nesting); 422 otherwise
 Attributes = Annotated[dict[str, Any], AfterValidator(check_attributes)]
 
 

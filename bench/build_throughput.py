@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from encoder import Encoder, encoder_fingerprint, load_encoder, pick_device
-from index.catalog import CatalogItem, read_catalog
+from encoder.catalog import CatalogItem, read_catalog
 from index.store import ProductStore
 from ops.build import embed_catalog
 

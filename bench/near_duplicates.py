@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from encoder import Preprocessor, load_encoder
-from index import read_catalog
+from encoder.catalog import read_catalog
 
 
 def altered(data: bytes) -> bytes:

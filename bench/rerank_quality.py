@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoder import Encoder, Preprocessor, encoder_fingerprint, load_encoder, save_encoder  # noqa: E402
+from encoder.catalog import read_catalog  # noqa: E402
 from encoder.local_features import extract_features  # noqa: E402
-from index.catalog import read_catalog  # noqa: E402
 from index.records import SearchHit  # noqa: E402
 from index.rerank import RerankOptions, rerank  # noqa: E402
 from index.store import ProductStore  # noqa: E402

@@ -1,6 +1,5 @@
 """The catalog: product store (SQLite, source of truth) + vector index (FAISS, rebuildable)."""
 
-from index.catalog import CatalogItem, read_catalog
 from index.db import QueryTimeout
 from index.filters import SearchFilter
 from index.records import (
@@ -22,7 +21,6 @@ from index.text_query import TextQueryError
 
 __all__ = [
     "AddResult",
-    "CatalogItem",
     "DuplicateSkuError",
     "EncoderMismatchError",
     "LastImageError",
@@ -38,5 +36,4 @@ __all__ = [
     "StoreError",
     "TextHit",
     "TextQueryError",
-    "read_catalog",
 ]

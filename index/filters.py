@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.attributes import check_filter_attributes
+from encoder.attributes import check_filter_attributes
 
 Scalar = str | int | float | bool | None
 

@@ -31,9 +31,9 @@ import numpy as np
 
 from encoder import sniff_format
 from encoder.atomic import atomic_write
+from encoder.attributes import attributes_json
 from encoder.local_features import LocalFeatures
 from index import ann
-from index.attributes import attributes_json
 from index.changes import ChangeBatch, decode_embeddings, read_changes
 from index.db import Queries, Transaction, open_database
 from index.features import FeatureTable
@@ -512,7 +512,7 @@ class ProductStore:
         Raises ``DuplicateSkuError`` (nothing is written) when a sku exists already or repeats,
         ``NearDuplicateError`` when an image nearly equals a stored one and the policy is refuse,
         ``ValueError`` when images and embeddings do not fit this store, or attributes are not
-        JSON within the limits of ``index.attributes`` (no NaN or infinity).
+        JSON within the limits of ``encoder.attributes`` (no NaN or infinity).
         """
         for p in products:
             if not p.sku or not p.title:

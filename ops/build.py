@@ -25,9 +25,9 @@ from encoder import (
     load_encoder,
     pick_device,
 )
+from encoder.catalog import CatalogItem, read_catalog
 from encoder.local_features import LocalFeatures
 from index.calibration import META_KEY, calibrate
-from index.catalog import CatalogItem, read_catalog
 from index.features import features_of
 from index.records import NewProduct
 from index.rerank import RerankOptions

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from encoder import Encoder, EncoderConfig, ImageDecodeError, Preprocessor, encoder_fingerprint, pick_device
-from index.catalog import CatalogItem
+from encoder.catalog import CatalogItem
 from index.features import features_of
 from index.records import NewProduct
 from index.store import ProductStore

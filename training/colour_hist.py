@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from encoder import open_image_file
-from training.data import read_image_list
+from encoder.catalog import read_image_list
 
 
 def colour_histogram(

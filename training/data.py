@@ -1,34 +1,15 @@
-"""Image datasets over catalog folders or CSVs: unlabeled for training, labeled for evaluation."""
+"""Image datasets over catalogs (``encoder.catalog``): unlabeled for training, labeled for evaluation."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
-from encoder import list_image_files, open_image_file
-
-
-def read_image_list(source: str | Path, label_column: str = "category") -> list[tuple[Path, str]]:
-    """(image path, label) pairs from a folder or a CSV.
-
-    Folder: every image below it; the label is the name of the image's parent folder.
-    CSV: an ``image_path`` column (relative to the CSV's folder) and ``label_column``
-    (empty labels are allowed for unlabeled training).
-    """
-    source = Path(source)
-    if source.is_dir():
-        return [(p, p.parent.name) for p in list_image_files(source)]
-    if source.suffix.lower() == ".csv" and source.is_file():
-        with source.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if "image_path" not in (reader.fieldnames or []):
-                raise ValueError(f"{source}: a CSV needs an image_path column, has {reader.fieldnames}")
-            return [(source.parent / row["image_path"], row.get(label_column) or "") for row in reader]
-    raise ValueError(f"{source} is neither a folder of images nor a .csv file")
+from encoder.catalog import read_image_list
+from encoder.images import open_image_file
 
 
 class ImageListDataset(Dataset):

@@ -31,8 +31,9 @@ from encoder import (
     pick_device,
 )
 from encoder.backbones import BACKBONES
+from encoder.catalog import read_image_list
 from training.colour_hist import ColourHistogramEmbedder
-from training.data import ImageListDataset, read_image_list
+from training.data import ImageListDataset
 from training.init import build_encoder
 from training.metrics import first_hit_rank, rank_gallery, recall_curve, retrieval_report
 from training.report import render_report
@@ -59,8 +60,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--arch", default="efficientnet_lite0", choices=sorted(BACKBONES))
     parser.add_argument("--image-size", type=int, default=224, help="for 'imagenet' / 'random'")
-    parser.add_argument("--queries", required=True, help="folder (label = parent folder) or CSV")
-    parser.add_argument("--gallery", required=True, help="folder (label = parent folder) or CSV")
+    parser.add_argument("--queries", required=True, help="folder (label = parent folder), CSV or Parquet")
+    parser.add_argument("--gallery", required=True, help="folder (label = parent folder), CSV or Parquet")
     parser.add_argument("--label-column", default="category", help="label column of a CSV")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)

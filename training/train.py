@@ -66,8 +66,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--data",
         required=True,
         action="append",
-        help="folder of photos (recursive) or CSV with image_path; repeat it to add sources, "
-        "e.g. the catalog and unlabeled shoppers' photos",
+        help="folder of photos (recursive), CSV or Parquet with image_path columns; repeat it to add "
+        "sources, e.g. the catalog and unlabeled shoppers' photos",
     )
     p.add_argument("--out", default="encoder.pt", help="where to write the exported encoder")
     p.add_argument("--output-dir", default=None, help="checkpoint every epoch and log.jsonl here")

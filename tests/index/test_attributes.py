@@ -1,4 +1,4 @@
-"""Attributes stay valid JSON in the store: the one checker (index.attributes) and every way in
+"""Attributes stay valid JSON in the store: the one checker (encoder.attributes) and every way in
 that does not pass through the HTTP API: the store API itself, a CSV or Parquet catalog, a build.
 
 A NaN written with Python's json.dumps makes every attribute-filtered query fail on SQLite < 3.42
@@ -18,8 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from index import ProductStore, SearchFilter, read_catalog
-from index.attributes import (
+from encoder.attributes import (
     MAX_DEPTH,
     MAX_FILTER_KEYS,
     InvalidAttributes,
@@ -27,6 +26,8 @@ from index.attributes import (
     check_attributes,
     parse_attributes,
 )
+from encoder.catalog import read_catalog
+from index import ProductStore, SearchFilter
 from tests.conftest import build_store, image_bytes
 from tests.index.test_store import DIM, FP, product, unit
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from index import ProductStore, read_catalog
+from encoder.catalog import read_catalog
+from index import ProductStore
 from ops.build import get_args_parser, main
 from tests.conftest import image_bytes
 

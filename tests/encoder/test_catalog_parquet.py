@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from index import read_catalog
+from encoder.catalog import read_catalog
 
 ROWS = [
     {"sku": "A", "title": "Red dress", "category": "dress", "price": 19.5, "image_path": "img/a.jpg"},
