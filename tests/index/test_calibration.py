@@ -10,7 +10,7 @@ import pytest
 from encoder import load_encoder
 from index import ProductStore
 from index.calibration import META_KEY, calibrate, derive, load, recalibrate_other
-from tests.index.test_build import build
+from tests.ops.test_build import build
 
 
 def test_thresholds_sit_between_the_two_distributions() -> None:
