@@ -28,15 +28,20 @@ from app.embedder import Embedder
 from app.errors import ApiError
 from app.forms import json_object_field
 from app.schemas import (
+    MAX_IMAGES,
     AddedProductOut,
     BatchAdded,
+    Category,
     CategoryOut,
     ErrorResponse,
     ManifestItem,
     NearDuplicateOut,
+    Price,
     ProductFields,
     ProductOut,
     ProductUpdate,
+    Sku,
+    Title,
 )
 from app.uploads import embed_and_describe, read_upload
 from encoder.local_features import LocalFeatures
@@ -51,6 +56,7 @@ from index import (
 from index.images import StoredPathError
 from index.records import LastImageError, TooManyImagesError
 
+__all__ = ["MAX_IMAGES", "router"]
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["products"])
 _MEDIA_TYPES = {
@@ -70,9 +76,6 @@ def _get_or_404(store: ProductStore, product_id: int) -> Product:
     if product is None:
         raise ApiError(404, "product_not_found", f"no product with id {product_id}")
     return product
-
-
-MAX_IMAGES = 20  # per product and per request
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,10 @@ async def add_product(
     image: Annotated[
         list[UploadFile], File(description="the product's photos: repeat the field for several")
     ],
-    sku: Annotated[str, Form(min_length=1, max_length=128, description="unique stock-keeping unit")],
-    title: Annotated[str, Form(min_length=1, max_length=500)],
-    category: Annotated[str | None, Form(max_length=200)] = None,
-    price: Annotated[float | None, Form(ge=0, le=1e9)] = None,
+    sku: Annotated[Sku, Form(description="unique stock-keeping unit")],
+    title: Annotated[Title, Form()],
+    category: Annotated[Category | None, Form()] = None,
+    price: Annotated[Price | None, Form()] = None,
     attributes: Annotated[str | None, Form(description="JSON object of extra fields")] = None,
 ) -> AddedProductOut:
     """Add one product with its photos; the answer comes after the SQLite commit.
