@@ -25,7 +25,7 @@ from app.deps import (
     StoreDep,
 )
 from app.embedder import Embedder
-from app.errors import ApiError
+from app.errors import ApiError, DuplicateSku, ProductNotFound, require_product
 from app.forms import json_object_field
 from app.schemas import (
     MAX_IMAGES,
@@ -45,16 +45,9 @@ from app.schemas import (
 )
 from app.uploads import embed_and_describe, read_upload
 from encoder.local_features import LocalFeatures
-from index import (
-    DuplicateSkuError,
-    NearDuplicate,
-    NearDuplicateError,
-    NewProduct,
-    Product,
-    ProductStore,
-)
+from index import DuplicateSkuError, NearDuplicate, NewProduct, Product, ProductStore
 from index.images import StoredPathError
-from index.records import LastImageError, TooManyImagesError
+from index.records import TooManyImagesError
 
 __all__ = ["MAX_IMAGES", "router"]
 log = logging.getLogger(__name__)
@@ -69,13 +62,6 @@ _MEDIA_TYPES = {
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422)
 }
-
-
-def _get_or_404(store: ProductStore, product_id: int) -> Product:
-    product = store.get_product(product_id)
-    if product is None:
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
-    return product
 
 
 @dataclass(frozen=True)
@@ -100,15 +86,6 @@ async def _embed_all(
     done = await asyncio.gather(*(embed_and_describe(embedder, d, local_features) for d in data))
     vectors = np.stack([np.asarray(v) for v, _ in done])
     return _Embedded(tuple(data), vectors, tuple(f for _, f in done) if local_features else None)
-
-
-def _near_duplicate_error(exc: NearDuplicateError) -> ApiError:
-    return ApiError(
-        409,
-        "near_duplicate",
-        str(exc),
-        details=[NearDuplicateOut.from_record(d).model_dump() for d in exc.duplicates],
-    )
 
 
 def _added(product: Product, duplicates: list[NearDuplicate]) -> AddedProductOut:
@@ -147,15 +124,10 @@ async def add_product(
     """
     attrs = json_object_field(attributes, "attributes", "invalid_attributes")
     if await run_in_threadpool(store.get_by_sku, sku) is not None:
-        raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists")
+        raise DuplicateSkuError(sku)  # the store's own refusal, before the photos cost an embedding
     got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
     new = NewProduct(sku, title, category or None, price, attrs, got.images, got.vectors, got.features)
-    try:
-        result = await run_in_threadpool(store.add_products, [new])
-    except DuplicateSkuError as exc:  # lost a race with another add of the same sku
-        raise ApiError(409, "duplicate_sku", str(exc)) from exc
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
+    result = await run_in_threadpool(store.add_products, [new])
     return _added(result.products[0], result.near_duplicates)
 
 
@@ -209,7 +181,7 @@ async def add_products(
         {s for s in skus if skus.count(s) > 1} | await run_in_threadpool(store.existing_skus, skus)
     )
     if taken:
-        raise ApiError(409, "duplicate_sku", f"these skus exist or repeat: {taken[:10]}", details=taken)
+        raise DuplicateSku(f"these skus exist or repeat: {taken[:10]}", taken)
     got = await _embed_all(
         embedder, list(uploads.values()), settings.max_upload_bytes, reranking.enabled, MAX_BATCH_IMAGES
     )
@@ -231,10 +203,8 @@ async def add_products(
     ]
     try:
         result = await run_in_threadpool(store.add_products, new)
-    except DuplicateSkuError as exc:
-        raise ApiError(409, "duplicate_sku", str(exc), details=[exc.sku]) from exc
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
+    except DuplicateSkuError as exc:  # lost a race with another add of that sku
+        raise DuplicateSku(str(exc), [exc.sku]) from exc
     by_sku: dict[str, list[NearDuplicate]] = {}
     for d in result.near_duplicates:
         by_sku.setdefault(d.sku, []).append(d)
@@ -247,12 +217,9 @@ _UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _update(store: ProductStore, product_id: int, changes: dict[str, Any]) -> ProductOut:
-    try:
-        product = store.update_product(product_id, changes)
-    except DuplicateSkuError as exc:
-        raise ApiError(409, "duplicate_sku", str(exc)) from exc
+    product = store.update_product(product_id, changes)
     if product is None:
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+        raise ProductNotFound(product_id)
     return ProductOut.from_product(product)
 
 
@@ -306,20 +273,16 @@ async def set_images(
 ) -> AddedProductOut:
     """POST adds photos to a product, PUT replaces all of them in one step; searches match any."""
     replace = request.method == "PUT"
-    product = await run_in_threadpool(_get_or_404, store, product_id)
+    product = await run_in_threadpool(require_product, store, product_id)
     if len(image) + (0 if replace else len(product.images)) > MAX_IMAGES:  # early, before embedding
-        raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
+        raise TooManyImagesError(MAX_IMAGES)
     got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
-    try:
-        done = await run_in_threadpool(
-            store.add_images, product_id, got.images, got.vectors, replace, got.features, MAX_IMAGES
-        )
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
-    except TooManyImagesError as exc:  # concurrent adds filled it meanwhile: the store's count decides
-        raise ApiError(422, "too_many_images", str(exc)) from exc
+    # the store counts again: under concurrent adds its count decides (TooManyImagesError)
+    done = await run_in_threadpool(
+        store.add_images, product_id, got.images, got.vectors, replace, got.features, MAX_IMAGES
+    )
     if done is None:  # deleted meanwhile
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+        raise ProductNotFound(product_id)
     return _added(*done)
 
 
@@ -331,10 +294,7 @@ async def set_images(
 )
 def delete_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> ProductOut:
     """Remove one photo; a product's last photo cannot go (409): delete the product instead."""
-    try:
-        product = store.remove_image(product_id, image_id)
-    except LastImageError as exc:
-        raise ApiError(409, "last_image", str(exc)) from exc
+    product = store.remove_image(product_id, image_id)
     if product is None:
         raise ApiError(404, "image_not_found", f"product {product_id} has no image {image_id}")
     return ProductOut.from_product(product)
@@ -359,7 +319,7 @@ def list_categories(store: StoreDep) -> list[CategoryOut]:
 
 @router.get("/products/{product_id}", response_model=ProductOut, responses={404: {"model": ErrorResponse}})
 def get_product(store: StoreDep, product_id: ProductId) -> ProductOut:
-    return ProductOut.from_product(_get_or_404(store, product_id))
+    return ProductOut.from_product(require_product(store, product_id))
 
 
 def _image_response(store: ProductStore, product: Product, image_id: int | None) -> FileResponse:
@@ -386,7 +346,7 @@ def _image_response(store: ProductStore, product: Product, image_id: int | None)
     "/products/{product_id}/image", response_class=FileResponse, responses={404: {"model": ErrorResponse}}
 )
 def get_product_image(store: StoreDep, product_id: ProductId) -> FileResponse:
-    return _image_response(store, _get_or_404(store, product_id), None)
+    return _image_response(store, require_product(store, product_id), None)
 
 
 @router.get(
@@ -395,7 +355,7 @@ def get_product_image(store: StoreDep, product_id: ProductId) -> FileResponse:
     responses={404: {"model": ErrorResponse}},
 )
 def get_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> FileResponse:
-    return _image_response(store, _get_or_404(store, product_id), image_id)
+    return _image_response(store, require_product(store, product_id), image_id)
 
 
 @router.delete(
@@ -406,5 +366,5 @@ def get_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> File
 )
 def delete_product(store: StoreDep, product_id: ProductId) -> Response:
     if not store.remove_product(product_id):
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+        raise ProductNotFound(product_id)
     return Response(status_code=204)

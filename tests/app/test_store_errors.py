@@ -7,9 +7,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from app.config import Settings
+from app.main import create_app
+from index import NearDuplicate
+from index.records import (
+    DuplicateSkuError,
+    EncoderMismatchError,
+    LastImageError,
+    NearDuplicateError,
+    StoreError,
+    TooManyImagesError,
+)
 from tests.app.conftest import API_KEY, make_client
 from tests.conftest import image_bytes
 
@@ -102,3 +114,41 @@ def test_a_refused_near_duplicate_answers_409_with_each_conflict(
         r = client.post(f"/products/{sku07['id']}/images", files=photos(8), headers=AUTH)  # SKU-08's photo
         assert error(r, 409)["code"] == "near_duplicate"
         assert client.get("/health").json()["products"] == 12
+
+
+NEAR = NearDuplicate("NEW", 1, 4, "OLD", 9, 0.97)
+NEAR_OUT = {"image_index": 1, "other_product_id": 4, "other_sku": "OLD", "other_image_id": 9, "score": 0.97}
+
+
+def raising(exc: Exception) -> TestClient:
+    """The real app (no store loaded) with one more route, GET /raise, that raises ``exc``."""
+    app = create_app(Settings(api_keys=API_KEY))
+
+    @app.get("/raise")
+    def fail() -> None:
+        raise exc
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code", "details"),
+    [
+        (DuplicateSkuError("A-1"), 409, "duplicate_sku", None),
+        (LastImageError(3), 409, "last_image", None),
+        (TooManyImagesError(20), 422, "too_many_images", None),
+        (NearDuplicateError([NEAR]), 409, "near_duplicate", [NEAR_OUT]),
+    ],
+)
+def test_each_refusal_of_the_store_has_one_answer(
+    exc: StoreError, status: int, code: str, details: list | None
+) -> None:
+    r = raising(exc).get("/raise")
+    expected = {"code": code, "message": str(exc), **({"details": details} if details else {})}
+    assert (r.status_code, r.json()) == (status, {"error": expected})
+
+
+def test_a_store_opened_with_another_encoder_is_no_client_error() -> None:
+    """EncoderMismatchError comes from opening a store, never from a request: a server fault."""
+    r = raising(EncoderMismatchError("store holds 8-d embeddings, encoder makes 4-d")).get("/raise")
+    assert (r.status_code, r.json()["error"]["code"]) == (500, "internal_error")
