@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from index import NearDuplicate, Product, SearchHit
+from index import AddResult, NearDuplicate, Product, SearchHit
 from index.attributes import check_attributes
 from index.calibration import MatchThresholds
 
@@ -84,6 +84,13 @@ class AddedProductOut(ProductOut):
         default_factory=list, description="images that nearly equal stored ones (duplicate policy: report)"
     )
 
+    @classmethod
+    def from_added(cls, p: Product, duplicates: list[NearDuplicate]) -> AddedProductOut:
+        return cls(
+            **ProductOut.from_product(p).model_dump(),
+            near_duplicates=[NearDuplicateOut.from_record(d) for d in duplicates],
+        )
+
 
 class ProductBase(BaseModel):
     """A product's metadata as a client writes it, each field within its limits; its photos come
@@ -110,6 +117,14 @@ class ManifestItem(ProductBase):
 
 class BatchAdded(BaseModel):
     products: list[AddedProductOut]
+
+    @classmethod
+    def from_result(cls, result: AddResult) -> BatchAdded:
+        """Each product with the near-duplicates among its own photos."""
+        by_sku: dict[str, list[NearDuplicate]] = {}
+        for d in result.near_duplicates:
+            by_sku.setdefault(d.sku, []).append(d)
+        return cls(products=[AddedProductOut.from_added(p, by_sku.get(p.sku, [])) for p in result.products])
 
 
 class ProductUpdate(BaseModel):
@@ -216,6 +231,11 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's documented error answers (its ``responses``), each in the one error shape."""
+    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 class ReloadRequest(BaseModel):
