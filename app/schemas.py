@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from encoder.attributes import check_attributes
-from index import NearDuplicate, Product, SearchHit
+from index import AddResult, NearDuplicate, Product, SearchHit
 from index.calibration import MatchThresholds
 
-# a product's attributes as a client sends them: a JSON object within the limits of
-# encoder.attributes (no NaN or infinity, bounded size and nesting); 422 otherwise
+# Each product field as a client writes it, with its limits, written once: the JSON models below
+# (ProductBase and its kin) and the form fields of POST /index take these types; 422 otherwise.
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Category = Annotated[str, StringConstraints(max_length=200)]
+Price = Annotated[float, Field(ge=0, le=1e9)]
+# a JSON object within the limits of encoder.attributes (no NaN or infinity, bounded size and nesting)
 Attributes = Annotated[dict[str, Any], AfterValidator(check_attributes)]
+MAX_IMAGES = 20  # photos per product, and per request that adds some
 
 
 class ProductImageOut(BaseModel):
@@ -78,27 +84,47 @@ class AddedProductOut(ProductOut):
         default_factory=list, description="images that nearly equal stored ones (duplicate policy: report)"
     )
 
+    @classmethod
+    def from_added(cls, p: Product, duplicates: list[NearDuplicate]) -> AddedProductOut:
+        return cls(
+            **ProductOut.from_product(p).model_dump(),
+            near_duplicates=[NearDuplicateOut.from_record(d) for d in duplicates],
+        )
 
-class ProductFields(BaseModel):
-    """PUT /products/{id}: every metadata field; those left out become empty."""
+
+class ProductBase(BaseModel):
+    """A product's metadata as a client writes it, each field within its limits; its photos come
+    apart (uploads). ProductOut answers without the limits: a catalog built offline may differ."""
 
     model_config = ConfigDict(extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=128)
-    title: str = Field(min_length=1, max_length=500)
-    category: str | None = Field(None, max_length=200)
-    price: float | None = Field(None, ge=0, le=1e9)
+    sku: Sku
+    title: Title
+    category: Category | None = None
+    price: Price | None = None
     attributes: Attributes = Field(default_factory=dict)
 
 
-class ManifestItem(ProductFields):
+class ProductFields(ProductBase):
+    """PUT /products/{id}: every metadata field; those left out become empty."""
+
+
+class ManifestItem(ProductBase):
     """One product of POST /index/batch; ``images`` names uploaded files by their filename."""
 
-    images: list[str] = Field(min_length=1, max_length=20)
+    images: list[str] = Field(min_length=1, max_length=MAX_IMAGES)
 
 
 class BatchAdded(BaseModel):
     products: list[AddedProductOut]
+
+    @classmethod
+    def from_result(cls, result: AddResult) -> BatchAdded:
+        """Each product with the near-duplicates among its own photos."""
+        by_sku: dict[str, list[NearDuplicate]] = {}
+        for d in result.near_duplicates:
+            by_sku.setdefault(d.sku, []).append(d)
+        return cls(products=[AddedProductOut.from_added(p, by_sku.get(p.sku, [])) for p in result.products])
 
 
 class ProductUpdate(BaseModel):
@@ -106,10 +132,10 @@ class ProductUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sku: str | None = Field(None, min_length=1, max_length=128)
-    title: str | None = Field(None, min_length=1, max_length=500)
-    category: str | None = Field(None, max_length=200)
-    price: float | None = Field(None, ge=0, le=1e9)
+    sku: Sku | None = None
+    title: Title | None = None
+    category: Category | None = None
+    price: Price | None = None
     attributes: Attributes | None = None
 
 
@@ -205,6 +231,11 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's documented error answers (its ``responses``), each in the one error shape."""
+    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 class ReloadRequest(BaseModel):

@@ -1,55 +1,36 @@
-"""The catalog over HTTP: add (POST /index), read, list, update, images, delete."""
+"""The catalog over HTTP: add (POST /index), read, list, update, images, delete.
+
+The writes that embed photos are use cases of their own (app/usecases/); a store's refusal
+rises from them and the store to one handler (app/errors.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from app.deps import (
-    MAX_ID,
-    ApiKeyDep,
-    EmbedderDep,
-    ImageId,
-    ProductId,
-    QueryFilter,
-    RerankDep,
-    SettingsDep,
-    StoreDep,
-)
-from app.embedder import Embedder
-from app.errors import ApiError
+from app import usecases
+from app.deps import MAX_ID, ApiKeyDep, ImageId, ProductId, QueryFilter, StoreDep
+from app.errors import ApiError, ProductNotFound, require_product
 from app.forms import json_object_field
 from app.schemas import (
     AddedProductOut,
     BatchAdded,
+    Category,
     CategoryOut,
-    ErrorResponse,
-    ManifestItem,
-    NearDuplicateOut,
+    Price,
     ProductFields,
     ProductOut,
     ProductUpdate,
+    Sku,
+    Title,
+    error_responses,
 )
-from app.uploads import embed_and_describe, read_upload
-from encoder.local_features import LocalFeatures
-from index import (
-    DuplicateSkuError,
-    NearDuplicate,
-    NearDuplicateError,
-    NewProduct,
-    Product,
-    ProductStore,
-)
+from app.usecases import PhotosDep
+from index import NewProduct, Product, ProductStore
 from index.images import StoredPathError
-from index.records import LastImageError, TooManyImagesError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["products"])
@@ -60,59 +41,9 @@ _MEDIA_TYPES = {
     "gif": "image/gif",
     "bmp": "image/bmp",
 }
-_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422)
-}
-
-
-def _get_or_404(store: ProductStore, product_id: int) -> Product:
-    product = store.get_product(product_id)
-    if product is None:
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
-    return product
-
-
-MAX_IMAGES = 20  # per product and per request
-
-
-@dataclass(frozen=True)
-class _Embedded:
-    images: tuple[bytes, ...]
-    vectors: np.ndarray  # (N, D)
-    features: tuple[LocalFeatures | None, ...] | None  # for the geometric re-ranking; None: off
-
-
-async def _embed_all(
-    embedder: Embedder,
-    uploads: list[UploadFile],
-    max_bytes: int,
-    local_features: bool,
-    limit: int = MAX_IMAGES,
-) -> _Embedded:
-    """Read and embed every upload (together, so they share encoder batches); with
-    ``local_features``, find those of each photo meanwhile (kept for the geometric re-ranking)."""
-    if not 1 <= len(uploads) <= limit:
-        raise ApiError(422, "invalid_request", f"send between 1 and {limit} images")
-    data = [await read_upload(u, max_bytes) for u in uploads]
-    done = await asyncio.gather(*(embed_and_describe(embedder, d, local_features) for d in data))
-    vectors = np.stack([np.asarray(v) for v, _ in done])
-    return _Embedded(tuple(data), vectors, tuple(f for _, f in done) if local_features else None)
-
-
-def _near_duplicate_error(exc: NearDuplicateError) -> ApiError:
-    return ApiError(
-        409,
-        "near_duplicate",
-        str(exc),
-        details=[NearDuplicateOut.from_record(d).model_dump() for d in exc.duplicates],
-    )
-
-
-def _added(product: Product, duplicates: list[NearDuplicate]) -> AddedProductOut:
-    return AddedProductOut(
-        **ProductOut.from_product(product).model_dump(),
-        near_duplicates=[NearDuplicateOut.from_record(d) for d in duplicates],
-    )
+_WRITE_ERRORS = error_responses(400, 401, 403, 409, 413, 415, 422)
+_UPDATE_ERRORS = error_responses(401, 403, 404, 409, 422)
+_IMAGE_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 
 
 @router.post(
@@ -124,16 +55,14 @@ def _added(product: Product, duplicates: list[NearDuplicate]) -> AddedProductOut
 )
 async def add_product(
     store: StoreDep,
-    embedder: EmbedderDep,
-    settings: SettingsDep,
-    reranking: RerankDep,
+    photos: PhotosDep,
     image: Annotated[
         list[UploadFile], File(description="the product's photos: repeat the field for several")
     ],
-    sku: Annotated[str, Form(min_length=1, max_length=128, description="unique stock-keeping unit")],
-    title: Annotated[str, Form(min_length=1, max_length=500)],
-    category: Annotated[str | None, Form(max_length=200)] = None,
-    price: Annotated[float | None, Form(ge=0, le=1e9)] = None,
+    sku: Annotated[Sku, Form(description="unique stock-keeping unit")],
+    title: Annotated[Title, Form()],
+    category: Annotated[Category | None, Form()] = None,
+    price: Annotated[Price | None, Form()] = None,
     attributes: Annotated[str | None, Form(description="JSON object of extra fields")] = None,
 ) -> AddedProductOut:
     """Add one product with its photos; the answer comes after the SQLite commit.
@@ -143,31 +72,9 @@ async def add_product(
     such photos are listed in ``near_duplicates`` of the answer.
     """
     attrs = json_object_field(attributes, "attributes", "invalid_attributes")
-    if await run_in_threadpool(store.get_by_sku, sku) is not None:
-        raise ApiError(409, "duplicate_sku", f"a product with sku {sku!r} already exists")
-    got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
-    new = NewProduct(sku, title, category or None, price, attrs, got.images, got.vectors, got.features)
-    try:
-        result = await run_in_threadpool(store.add_products, [new])
-    except DuplicateSkuError as exc:  # lost a race with another add of the same sku
-        raise ApiError(409, "duplicate_sku", str(exc)) from exc
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
-    return _added(result.products[0], result.near_duplicates)
-
-
-MAX_BATCH_PRODUCTS, MAX_BATCH_IMAGES = 100, 200
-
-
-def _manifest(raw: str) -> list[ManifestItem]:
-    try:
-        items = TypeAdapter(list[ManifestItem]).validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise ApiError(422, "invalid_manifest", f"manifest: {problems}") from exc
-    if not 1 <= len(items) <= MAX_BATCH_PRODUCTS:
-        raise ApiError(422, "invalid_manifest", f"a batch holds 1 to {MAX_BATCH_PRODUCTS} products")
-    return items
+    product = NewProduct(sku, title, category or None, price, attrs)
+    result = await usecases.add_product(store, photos, product, image)
+    return AddedProductOut.from_added(result.products[0], result.near_duplicates)
 
 
 @router.post(
@@ -179,9 +86,7 @@ def _manifest(raw: str) -> list[ManifestItem]:
 )
 async def add_products(
     store: StoreDep,
-    embedder: EmbedderDep,
-    settings: SettingsDep,
-    reranking: RerankDep,
+    photos: PhotosDep,
     manifest: Annotated[
         str,
         Form(
@@ -192,64 +97,13 @@ async def add_products(
     image: Annotated[list[UploadFile], File(description="every photo the manifest names, by file name")],
 ) -> BatchAdded:
     """Add many products in one request and one transaction: all of them, or none (409/422)."""
-    items = _manifest(manifest)
-    uploads = {u.filename or "": u for u in image}
-    named = [name for item in items for name in item.images]
-    if len(image) > MAX_BATCH_IMAGES or len(uploads) != len(image):
-        raise ApiError(422, "invalid_manifest", f"at most {MAX_BATCH_IMAGES} files, each with its own name")
-    if missing := sorted(set(named) - set(uploads)):
-        raise ApiError(422, "invalid_manifest", f"the manifest names files that were not sent: {missing[:5]}")
-    if unused := sorted(set(uploads) - set(named)):
-        raise ApiError(422, "invalid_manifest", f"files sent but not named in the manifest: {unused[:5]}")
-    skus = [i.sku for i in items]
-    taken = sorted(
-        {s for s in skus if skus.count(s) > 1} | await run_in_threadpool(store.existing_skus, skus)
-    )
-    if taken:
-        raise ApiError(409, "duplicate_sku", f"these skus exist or repeat: {taken[:10]}", details=taken)
-    got = await _embed_all(
-        embedder, list(uploads.values()), settings.max_upload_bytes, reranking.enabled, MAX_BATCH_IMAGES
-    )
-    data = dict(zip(uploads, got.images, strict=True))
-    vectors = dict(zip(uploads, got.vectors, strict=True))
-    features = dict(zip(uploads, got.features or [None] * len(uploads), strict=True))
-    new = [
-        NewProduct(
-            i.sku,
-            i.title,
-            i.category,
-            i.price,
-            i.attributes,
-            tuple(data[n] for n in i.images),
-            np.stack([vectors[n] for n in i.images]),
-            tuple(features[n] for n in i.images) if got.features is not None else None,
-        )
-        for i in items
-    ]
-    try:
-        result = await run_in_threadpool(store.add_products, new)
-    except DuplicateSkuError as exc:
-        raise ApiError(409, "duplicate_sku", str(exc), details=[exc.sku]) from exc
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
-    by_sku: dict[str, list[NearDuplicate]] = {}
-    for d in result.near_duplicates:
-        by_sku.setdefault(d.sku, []).append(d)
-    return BatchAdded(products=[_added(p, by_sku.get(p.sku, [])) for p in result.products])
-
-
-_UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
-}
+    return BatchAdded.from_result(await usecases.add_batch(store, photos, manifest, image))
 
 
 def _update(store: ProductStore, product_id: int, changes: dict[str, Any]) -> ProductOut:
-    try:
-        product = store.update_product(product_id, changes)
-    except DuplicateSkuError as exc:
-        raise ApiError(409, "duplicate_sku", str(exc)) from exc
+    product = store.update_product(product_id, changes)
     if product is None:
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+        raise ProductNotFound(product_id)
     return ProductOut.from_product(product)
 
 
@@ -273,11 +127,6 @@ def replace_product(store: StoreDep, product_id: ProductId, fields: ProductField
     return _update(store, product_id, fields.model_dump())
 
 
-_IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422)
-}
-
-
 @router.post(
     "/products/{product_id}/images",
     response_model=AddedProductOut,
@@ -295,43 +144,24 @@ _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 async def set_images(
     request: Request,
     store: StoreDep,
-    embedder: EmbedderDep,
-    settings: SettingsDep,
-    reranking: RerankDep,
+    photos: PhotosDep,
     product_id: ProductId,
     image: Annotated[list[UploadFile], File(description="the photos: repeat the field for several")],
 ) -> AddedProductOut:
     """POST adds photos to a product, PUT replaces all of them in one step; searches match any."""
     replace = request.method == "PUT"
-    product = await run_in_threadpool(_get_or_404, store, product_id)
-    if len(image) + (0 if replace else len(product.images)) > MAX_IMAGES:  # early, before embedding
-        raise ApiError(422, "too_many_images", f"a product holds at most {MAX_IMAGES} images")
-    got = await _embed_all(embedder, image, settings.max_upload_bytes, reranking.enabled)
-    try:
-        done = await run_in_threadpool(
-            store.add_images, product_id, got.images, got.vectors, replace, got.features, MAX_IMAGES
-        )
-    except NearDuplicateError as exc:
-        raise _near_duplicate_error(exc) from exc
-    except TooManyImagesError as exc:  # concurrent adds filled it meanwhile: the store's count decides
-        raise ApiError(422, "too_many_images", str(exc)) from exc
-    if done is None:  # deleted meanwhile
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
-    return _added(*done)
+    return AddedProductOut.from_added(*await usecases.set_images(store, photos, product_id, image, replace))
 
 
 @router.delete(
     "/products/{product_id}/images/{image_id}",
     response_model=ProductOut,
     dependencies=[ApiKeyDep],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409)},
+    responses=error_responses(401, 403, 404, 409),
 )
 def delete_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> ProductOut:
     """Remove one photo; a product's last photo cannot go (409): delete the product instead."""
-    try:
-        product = store.remove_image(product_id, image_id)
-    except LastImageError as exc:
-        raise ApiError(409, "last_image", str(exc)) from exc
+    product = store.remove_image(product_id, image_id)
     if product is None:
         raise ApiError(404, "image_not_found", f"product {product_id} has no image {image_id}")
     return ProductOut.from_product(product)
@@ -354,9 +184,9 @@ def list_categories(store: StoreDep) -> list[CategoryOut]:
     return [CategoryOut(name=name, products=n) for name, n in store.categories()]
 
 
-@router.get("/products/{product_id}", response_model=ProductOut, responses={404: {"model": ErrorResponse}})
+@router.get("/products/{product_id}", response_model=ProductOut, responses=error_responses(404))
 def get_product(store: StoreDep, product_id: ProductId) -> ProductOut:
-    return ProductOut.from_product(_get_or_404(store, product_id))
+    return ProductOut.from_product(require_product(store, product_id))
 
 
 def _image_response(store: ProductStore, product: Product, image_id: int | None) -> FileResponse:
@@ -379,29 +209,25 @@ def _image_response(store: ProductStore, product: Product, image_id: int | None)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.get(
-    "/products/{product_id}/image", response_class=FileResponse, responses={404: {"model": ErrorResponse}}
-)
+@router.get("/products/{product_id}/image", response_class=FileResponse, responses=error_responses(404))
 def get_product_image(store: StoreDep, product_id: ProductId) -> FileResponse:
-    return _image_response(store, _get_or_404(store, product_id), None)
+    return _image_response(store, require_product(store, product_id), None)
 
 
 @router.get(
-    "/products/{product_id}/images/{image_id}",
-    response_class=FileResponse,
-    responses={404: {"model": ErrorResponse}},
+    "/products/{product_id}/images/{image_id}", response_class=FileResponse, responses=error_responses(404)
 )
 def get_image(store: StoreDep, product_id: ProductId, image_id: ImageId) -> FileResponse:
-    return _image_response(store, _get_or_404(store, product_id), image_id)
+    return _image_response(store, require_product(store, product_id), image_id)
 
 
 @router.delete(
     "/products/{product_id}",
     status_code=204,
     dependencies=[ApiKeyDep],
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 404)},
+    responses=error_responses(401, 403, 404),
 )
 def delete_product(store: StoreDep, product_id: ProductId) -> Response:
     if not store.remove_product(product_id):
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+        raise ProductNotFound(product_id)
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import EmbedderDep, ProductId, QueryFilter, RerankDep, SettingsDep, StoreDep, ThresholdsDep
-from app.errors import ApiError
+from app.errors import ApiError, ProductNotFound
 from app.forms import json_object_field
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
 from app.uploads import RETRY_AFTER, read_upload, search_upload
@@ -164,6 +164,6 @@ def similar(
     started = time.perf_counter()
     hits = store.similar(product_id, k, wanted)
     if hits is None:
-        raise ApiError(404, "product_not_found", f"no product with id {product_id}")
+        raise ProductNotFound(product_id)
     results = [SearchResult.from_hit(h, thresholds) for h in hits]
     return SearchResponse(results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint)

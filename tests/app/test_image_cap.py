@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app.routes.products import MAX_IMAGES
+from app.schemas import MAX_IMAGES
 from index import NewProduct, ProductStore
 from index.records import TooManyImagesError
 from tests.app.conftest import API_KEY
