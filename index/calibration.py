@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageEnhance
 
 from encoder import Encoder, Preprocessor
-from index.changes import decode_embeddings
+from index.db import decode_embeddings
 from index.records import ProductImage
 from index.store import ProductStore
 

@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 import pytest
 
-import index.db
+import index.db.sqlite
 from index import NewProduct, ProductStore, QueryTimeout, TextQueryError
 from index.text_query import MAX_WORDS
 from index.vectors import VectorIndex
@@ -71,8 +71,8 @@ def test_a_slow_text_query_does_not_hold_up_an_image_search(
         release.wait(HANG)
         return False
 
-    monkeypatch.setattr(index.db, "PROGRESS_STEPS", 1)
-    monkeypatch.setattr(index.db, "_expired", held)
+    monkeypatch.setattr(index.db.sqlite, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(index.db.sqlite, "_expired", held)
     text, text_out = in_thread(lambda: store.text_search("dress", 10, timeout_s=HANG))
     assert inside.wait(HANG)
     search, search_out = in_thread(lambda: image_search(store))
@@ -132,8 +132,8 @@ def test_a_text_query_has_a_bounded_number_of_words(store: ProductStore) -> None
 def test_a_text_query_past_its_time_limit_is_stopped(
     store: ProductStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index.db, "PROGRESS_STEPS", 1)
-    monkeypatch.setattr(index.db, "_expired", lambda deadline: True)
+    monkeypatch.setattr(index.db.sqlite, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(index.db.sqlite, "_expired", lambda deadline: True)
     with pytest.raises(QueryTimeout):
         store.text_search("dress", timeout_s=1)
     monkeypatch.undo()

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
-import index.store
+import index.search
 from index import (
     DuplicateSkuError,
     EncoderMismatchError,
@@ -135,7 +135,7 @@ def test_filters_match_numpy_and_sqlite_on_both_search_paths(
             want = exact_top_k(store, refs, queries, 5, f) if f in plain else hits(sqlite, queries, 5, f)
             assert_same(hits(store, queries, 5, f), want)  # the exact path (few images)
             with monkeypatch.context() as m:
-                m.setattr(index.store, "EXACT_FILTER_LIMIT", 0)
+                m.setattr(index.search, "EXACT_FILTER_LIMIT", 0)
                 assert_same(hits(store, queries, 5, f), want)  # inside FAISS
     assert sum(matches(r, plain[2]) for r in refs) > 0 and sum(matches(r, plain[4]) for r in refs) == 0
     assert hits(store, queries, 5, typed[0]) == [[]] * 6 and len(hits(store, queries, 5, typed[1])[0]) == 5

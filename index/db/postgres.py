@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
-from index.db import Database, Queries, QueryTimeout, Transaction
+from index.db.base import Database, Queries, QueryTimeout, Transaction
 from index.pool import ConnectionPool
 from index.text_query import TextWord
 
