@@ -93,7 +93,11 @@ class ProductStore:
         self.db = open_database(self.directory / self.DB_NAME, database_url)
         self.repository = Repository(self.db)
         self._write_lock = threading.Lock()
-        self.fingerprint, self.dim = prepare(self.repository, fingerprint, dim)
+        try:
+            self.fingerprint, self.dim = prepare(self.repository, fingerprint, dim)
+        except BaseException:  # another encoder, a newer schema: refused, and nothing left open
+            self.db.close()
+            raise
         self.features = FeatureTable(self.repository)
         self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
         self.gpu_shard = gpu_shard
