@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from index import NearDuplicate, Product, SearchHit
 from index.attributes import check_attributes
-from index.calibration import MatchThresholds
+from index.thresholds import MatchThresholds
 
 # a product's attributes as a client sends them: a JSON object within the limits of
 # index.attributes (no NaN or infinity, bounded size and nesting); 422 otherwise

@@ -26,13 +26,14 @@ from encoder import (
     pick_device,
 )
 from encoder.local_features import LocalFeatures
-from index.calibration import META_KEY, calibrate
 from index.catalog import CatalogItem, read_catalog
 from index.features import features_of
 from index.maintenance import describe_thresholds
 from index.records import NearDuplicate, NewProduct
 from index.rerank import RerankOptions
 from index.store import ProductStore
+from index.thresholds import META_KEY
+from ops.calibrate import calibrate
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

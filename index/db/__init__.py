@@ -9,7 +9,7 @@ from pathlib import Path
 
 from index.db.base import Database, Queries, QueryTimeout, Transaction
 from index.db.repository import ImageFacts, NewImage, Repository, decode_embeddings
-from index.db.sqlite import SqliteDatabase
+from index.db.sqlite import SqliteDatabase, copied_files, copy_database
 
 __all__ = [
     "Database",
@@ -20,6 +20,8 @@ __all__ = [
     "Repository",
     "SqliteDatabase",
     "Transaction",
+    "copied_files",
+    "copy_database",
     "decode_embeddings",
     "open_database",
 ]

@@ -272,7 +272,7 @@ def test_results_carry_a_match_label_once_the_store_is_calibrated(
     tiny_encoder_path: Path, store_dir: Path
 ) -> None:
     from index import ProductStore
-    from index.calibration import META_KEY, load
+    from index.thresholds import META_KEY, load
 
     with ProductStore(store_dir) as store:  # `lookalike build` calibrated it
         thresholds = load(store)

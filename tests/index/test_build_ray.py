@@ -21,7 +21,7 @@ import ray
 
 from index import ProductStore
 from index.build import get_args_parser, main
-from index.calibration import load as load_thresholds
+from index.thresholds import load as load_thresholds
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.slow

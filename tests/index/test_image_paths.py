@@ -13,9 +13,9 @@ import pytest
 
 from encoder import sniff_format
 from index import ProductStore
-from index.backup import backup_store
-from index.check import check_store
 from index.images import StoredPathError, image_relpath, resolve_image_path
+from ops.backup import backup_store
+from ops.check import check_store
 from tests.conftest import image_bytes
 from tests.index.test_store import DIM, FP, product, unit
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from index import ProductStore
-from index.check import check_store
 from index.outliers import outlier_scores
 from lookalike.cli import main as cli
+from ops.check import check_store
 from tests.index.test_store import DIM, FP, product, unit
 
 

@@ -21,9 +21,9 @@ from index import (
     QueryTimeout,
     SearchFilter,
 )
-from index.check import check_store
 from index.maintenance import configure
 from index.maintenance import main as maintenance_main
+from ops.check import check_store
 from tests.conftest import image_bytes
 from tests.index.test_store import DIM, FP, product, unit
 from tests.index.test_store_filters import (

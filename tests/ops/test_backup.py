@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from index import ProductStore
-from index.backup import backup_store
-from index.check import check_store
 from lookalike.cli import main as cli
+from ops.backup import backup_store
+from ops.check import check_store
 from tests.index.test_store import DIM, FP, product, unit
 
 

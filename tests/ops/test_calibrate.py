@@ -9,7 +9,8 @@ import pytest
 
 from encoder import load_encoder
 from index import ProductStore
-from index.calibration import META_KEY, calibrate, derive, load, recalibrate_other
+from index.thresholds import META_KEY, load
+from ops.calibrate import calibrate, derive, recalibrate_other
 from tests.index.test_build import build
 
 

@@ -1,0 +1,1 @@
+"""Offline jobs above the serving store (build, calibrate, check, backup): its API, never raw SQL."""
