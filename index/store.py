@@ -2,15 +2,15 @@
 
 A thin facade over the rooms that do the work: the repository (``index.db``, every SQL
 statement), the vector cache (``index.vectors``, the FAISS lifecycle), search (``index.search``),
-the image files (``index.images``) and the near-duplicate policy (``index.duplicates``). What it
-keeps is the write path and its locks: validate -> one transaction -> FAISS catch-up -> maybe
-snapshot, one writer at a time (``_write_lock``, and the database's writer lock across
-processes). A write is acknowledged only after its commit, and every change to the vector set
-is logged in the same transaction, so a crash afterwards loses nothing: start-up loads the
-FAISS snapshot and replays the newer changes. For the same reason a FAISS update or snapshot
-that fails after the commit does not fail the write: the store reports itself degraded and
-retries in the background. Several stores (server replicas) sharing one PostgreSQL database
-stay in step by calling ``sync()`` now and then.
+the image files (``index.images``) and the near-duplicate policy (``index.duplicates``); its
+reads are delegations kept apart in ``index.reads``. What it keeps is the write path and its
+locks: validate -> one transaction -> FAISS catch-up -> maybe snapshot, one writer at a time
+(``_write_lock``, and the database's writer lock across processes). A write is acknowledged
+only after its commit, and every change to the vector set is logged in the same transaction, so
+a crash afterwards loses nothing: start-up loads the FAISS snapshot and replays the newer
+changes. For the same reason a FAISS update or snapshot that fails after the commit does not
+fail the write: the store reports itself degraded and retries in the background. Several stores
+(server replicas) sharing one PostgreSQL database stay in step by calling ``sync()`` now and then.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ from index.db.migrations import prepare
 from index.db.repository import now
 from index.duplicates import DuplicateCheck, DuplicatePolicy
 from index.features import FeatureTable
-from index.filters import SearchFilter
 from index.images import ImageFiles, new_images
+from index.reads import StoreReads
 from index.records import (
     AddResult,
     DuplicateSkuError,
@@ -41,14 +41,11 @@ from index.records import (
     NearDuplicate,
     NewProduct,
     Product,
-    ProductImage,
-    SearchHit,
-    TextHit,
     TooManyImagesError,
 )
 from index.rerank import META_KEY as RERANK_KEY
 from index.rerank import RerankOptions
-from index.search import TEXT_TIMEOUT_S, Searcher
+from index.search import Searcher
 from index.sync import ChangeFollower
 from index.validation import check_features, checked_changes, checked_embeddings, checked_products
 from index.vectors import RebuildReport, VectorCache, VectorOptions
@@ -56,7 +53,7 @@ from index.vectors import RebuildReport, VectorCache, VectorOptions
 log = logging.getLogger(__name__)
 
 
-class ProductStore:
+class ProductStore(StoreReads):
     """Products, their images and embeddings, and a FAISS index over image ids.
 
     ``fingerprint``/``dim`` name the encoder whose embeddings this store holds. A new store
@@ -118,22 +115,9 @@ class ProductStore:
     def snapshot_every(self, every: int) -> None:
         self.vectors.options = replace(self.vectors.options, snapshot_every=every)
 
-    @property
-    def index_type(self) -> str:
-        return self.vectors.index_type
-
     def set_meta(self, key: str, value: str) -> None:
         """Keep a small named value with the store (e.g. calibration figures)."""
         self.repository.set_meta(key, value)
-
-    def get_meta(self, key: str) -> str | None:
-        return self.repository.get_meta(key)
-
-    @property
-    def rerank_options(self) -> RerankOptions:
-        """The store's geometric re-ranking options (the defaults until set)."""
-        raw = self.get_meta(RERANK_KEY)
-        return RerankOptions.from_json(raw) if raw else RerankOptions()
 
     def set_rerank_options(self, options: RerankOptions) -> None:
         self.set_meta(RERANK_KEY, options.to_json())
@@ -149,21 +133,11 @@ class ProductStore:
         except Exception:
             log.exception("the write is committed, but deleting its unused image files failed")
 
-    @property
-    def degraded(self) -> str | None:
-        """Why the store is not fully in step (searches may miss the newest writes), or None."""
-        return self.vectors.degraded
-
     def sync(self) -> int:
         """Follow the writes other processes (server replicas sharing the database) committed:
         apply their changes to this store's FAISS; return how many were applied. One cheap query
         when there is nothing new."""
         return self.vectors.sync()
-
-    @property
-    def applied_seq(self) -> int:
-        """The last change FAISS holds: equal on replicas that are in step."""
-        return self.vectors.applied_seq
 
     def snapshot(self) -> int:
         """Write the FAISS snapshot now; return the sequence number it holds."""
@@ -230,10 +204,6 @@ class ProductStore:
         if features is not None:
             self.features.save(tx, ids, features)
         return ids
-
-    def image_owners(self, ids: np.ndarray) -> dict[int, tuple[int, str]]:
-        """image id -> (product id, sku) for the valid ids in ``ids``."""
-        return self.repository.image_owners(int(i) for i in ids.flat if i >= 0)
 
     def add_images(
         self,
@@ -320,98 +290,6 @@ class ProductStore:
             ids = self.repository.existing_image_ids(tx, list(features))
             self.features.save(tx, ids, [features[i] for i in ids])
         return len(ids)
-
-    # ------------------------------------------------------------- reads
-    def get_product(self, product_id: int) -> Product | None:
-        return self.repository.load_products([product_id]).get(product_id)
-
-    def get_by_sku(self, sku: str) -> Product | None:
-        product_id = self.repository.product_id_by_sku(sku)
-        return self.get_product(product_id) if product_id is not None else None
-
-    def existing_skus(self, skus: Iterable[str]) -> set[str]:
-        return self.repository.existing_skus(skus)
-
-    def list_products(
-        self, offset: int = 0, limit: int = 50, filter: SearchFilter | None = None
-    ) -> list[Product]:
-        """A page of products in id order, those matching ``filter`` when one is given."""
-        ids = self.repository.product_ids_page(filter or SearchFilter(), offset, limit)
-        loaded = self.repository.load_products(ids)
-        return [loaded[i] for i in ids if i in loaded]
-
-    def categories(self) -> list[tuple[str, int]]:
-        """(category, number of products) for every category in use, by name."""
-        return self.repository.categories()
-
-    def count(self) -> int:
-        return self.repository.count_products()
-
-    def image_count(self) -> int:
-        return self.repository.count_images()
-
-    def vector_count(self) -> int:
-        """Live vectors in FAISS (tombstones excluded): equals ``image_count()`` between writes."""
-        return self.vectors.live_count
-
-    def index_info(self) -> dict[str, Any]:
-        return self.vectors.info()
-
-    @property
-    def index_device(self) -> str:
-        return self.vectors.device
-
-    def vector_ids(self) -> tuple[set[int], set[int]]:
-        """(ids FAISS holds, tombstones): for integrity checks."""
-        return self.vectors.ids()
-
-    def iter_embeddings(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids (B,), embeddings (B, D)) of every stored image, in id order."""
-        return self.repository.iter_embeddings(batch)
-
-    def image_file(self, image: ProductImage) -> Path:
-        """The image's file here (fetched from the database first when only it has the bytes);
-        ``StoredPathError`` for a row whose path is not one this store writes."""
-        return self.files.file(image)
-
-    def local_features(self, image_ids: Sequence[int]) -> dict[int, LocalFeatures]:
-        """image id -> stored local features, for those of ``image_ids`` that have them."""
-        return self.features.load(image_ids)
-
-    def nearest_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """queries (M, D) -> (scores, image ids), each (M, <=k); id -1 marks an empty place."""
-        return self.vectors.nearest(queries, k)
-
-    def search(
-        self, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
-    ) -> list[list[SearchHit]]:
-        """Top-``k`` products per query by their best image's cosine similarity (``index.search``).
-
-        queries: (M, D) float32, L2-normalised -> M lists of at most ``k`` hits, best first.
-        ``filter`` keeps only matching products. A product deleted meanwhile is never returned.
-        """
-        return self.searcher.search(queries, k, filter)
-
-    def text_search(
-        self,
-        query: str,
-        k: int = 10,
-        filter: SearchFilter | None = None,
-        timeout_s: float | None = TEXT_TIMEOUT_S,
-    ) -> list[TextHit]:
-        """Products whose title, category or attributes contain every word of ``query`` (words of
-        two letters or more match as prefixes too: "dr" finds "dress"), best bm25 first.
-
-        Raises ``TextQueryError`` for a query of too many words (``index.text_query``), and
-        ``QueryTimeout`` when it runs longer than ``timeout_s`` (None: no limit)."""
-        return self.searcher.text_search(query, k, filter, timeout_s)
-
-    def similar(
-        self, product_id: int, k: int = 10, filter: SearchFilter | None = None
-    ) -> list[SearchHit] | None:
-        """More like this: the ``k`` products nearest to any image of ``product_id`` (itself left
-        out), from the stored embeddings; None when there is no such product."""
-        return self.searcher.similar(product_id, k, filter)
 
     def close(self) -> None:
         """Stop following other writers, write a final snapshot when anything changed since the
