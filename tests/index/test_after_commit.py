@@ -13,7 +13,7 @@ import pytest
 import index.vectors.cache
 from index import NewProduct, ProductStore
 from index.vectors import ChangeBatch, read_snapshot
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 HANG = 60.0
 
@@ -33,7 +33,7 @@ def wait_healthy(store: ProductStore) -> None:
 
 def assert_in_step(store: ProductStore) -> None:
     held, dead = store.vector_ids()
-    stored = {r["id"] for r in store.db.query("SELECT id FROM images")}
+    stored = store.repository.image_ids()
     assert held - dead == stored
     assert store.vector_count() == store.image_count() == len(stored)  # live vectors: none held twice
 
@@ -67,8 +67,7 @@ def test_a_batch_applied_in_part_is_reloaded_not_applied_twice(
         healed.set()
         wait_healthy(store)
         assert_in_step(store)
-        query = store.db.query("SELECT embedding FROM images WHERE product_id = ?", (added.id,))[0]
-        vector = np.frombuffer(bytes(query["embedding"]), dtype=np.float32)[None, :]
+        vector = store.repository.product_embeddings(added.id)[1][:1]
         assert store.search(vector, 1)[0][0].product.id == added.id
     with ProductStore(tmp_path / "s") as reopened:  # and what it saved on close is right too
         assert_in_step(reopened)

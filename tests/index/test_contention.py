@@ -18,7 +18,7 @@ import index.db.sqlite
 from index import NewProduct, ProductStore, QueryTimeout, TextQueryError
 from index.text_query import MAX_WORDS
 from index.vectors import VectorIndex
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 HANG = 30.0  # seconds: only a hang takes this long
 
@@ -54,8 +54,7 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 def image_search(store: ProductStore) -> list[str]:
     query = store.get_by_sku("S3")
     assert query is not None
-    rows = store.db.query("SELECT embedding FROM images WHERE product_id = ?", (query.id,))
-    vector = np.frombuffer(bytes(rows[0]["embedding"]), dtype=np.float32)[None, :]
+    vector = store.repository.product_embeddings(query.id)[1][:1]
     return [h.product.sku for h in store.search(vector, 3)[0]]
 
 

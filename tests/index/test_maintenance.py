@@ -13,7 +13,7 @@ from index import ProductStore
 from index.outliers import outlier_scores
 from lookalike.cli import main as cli
 from ops.check import check_store
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 
 
 def clustered_store(directory: Path, odd_one: bool = True) -> ProductStore:

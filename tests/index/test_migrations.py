@@ -12,7 +12,7 @@ import pytest
 
 from index import ProductStore, SchemaVersionError
 from index.db import Repository, Transaction, migrations
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 
 
 def stored_version(store_dir: Path) -> str:

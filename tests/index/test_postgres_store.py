@@ -25,7 +25,7 @@ from index.maintenance import configure
 from index.maintenance import main as maintenance_main
 from ops.check import check_store
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 from tests.index.test_store_filters import (
     assert_same,
     exact_top_k,
@@ -53,7 +53,7 @@ def faiss_ids(store: ProductStore) -> set[int]:
 
 
 def db_image_ids(store: ProductStore) -> set[int]:
-    return {r["id"] for r in store.db.query("SELECT id FROM images")}
+    return store.repository.image_ids()
 
 
 # ---------------------------------------------------------------------- the store contract
@@ -102,10 +102,10 @@ def test_images_add_replace_remove_and_their_bytes(store: ProductStore, tmp_path
     assert result is not None and len(result[0].images) == 3
     updated = store.remove_image(p.id, p.images[1].id)
     assert updated is not None and len(updated.images) == 2
-    assert store.db.image_bytes(p.images[1].path) is None  # nobody's photo any more
+    assert store.repository.image_bytes(p.images[1].path) is None  # nobody's photo any more
     assert store.remove_product(p.id)
-    assert store.db.image_bytes(shared) == image_bytes(10)  # still the other product's
-    assert store.db.image_bytes(result[0].images[2].path) is None
+    assert store.repository.image_bytes(shared) == image_bytes(10)  # still the other product's
+    assert store.repository.image_bytes(result[0].images[2].path) is None
     assert faiss_ids(store) == db_image_ids(store) == {other.images[0].id}
 
 
@@ -342,7 +342,7 @@ def test_concurrent_writers_on_two_replicas_lose_no_change(
         s.sync()
         assert faiss_ids(s) == db_image_ids(s)
         assert s.vector_count() == 2 * 64
-    assert store.db.scalar("SELECT COUNT(*) FROM changes") == 2 * 80 + 2 * 16  # adds, removals
+    assert store.repository.change_count() == 2 * 80 + 2 * 16  # adds, removals
     b.close()
     watcher.close()
 

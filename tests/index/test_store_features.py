@@ -16,7 +16,7 @@ from index.maintenance import main as index_main
 from index.rerank import RerankOptions
 from tests.conftest import build_store, image_bytes
 from tests.encoder.covers import cover, jpeg
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 
 def product(i: int, vectors: np.ndarray, with_features: bool = True) -> NewProduct:
@@ -26,7 +26,7 @@ def product(i: int, vectors: np.ndarray, with_features: bool = True) -> NewProdu
 
 
 def rows(store: ProductStore) -> int:
-    return int(store.db.scalar("SELECT COUNT(*) FROM image_features"))
+    return store.repository.count_features()
 
 
 def same(a: LocalFeatures, b: LocalFeatures) -> bool:

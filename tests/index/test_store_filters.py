@@ -15,7 +15,7 @@ import index.search
 from index import NewProduct, ProductStore, SearchFilter
 from index.vectors import VectorIndex
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 N_PRODUCTS = 150  # 1-3 images each: 300 images, enough to train IVF16,PQ4
 CATEGORIES = ("shoes", "bags", "hats")
@@ -388,7 +388,7 @@ def test_attribute_keys_with_special_characters_match_literally(
     small: ProductStore, key: str, value: str
 ) -> None:
     assert found(small, {key: value}) == {"P6"}
-    assert small.count() == len(ATTRIBUTES) and small.db.scalar("SELECT COUNT(*) FROM products") == 7
+    assert small.count() == len(ATTRIBUTES) and small.repository.count_products() == 7
 
 
 def test_a_dotted_key_is_not_a_json_path(small: ProductStore) -> None:

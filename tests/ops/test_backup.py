@@ -12,7 +12,7 @@ from index import ProductStore
 from lookalike.cli import main as cli
 from ops.backup import backup_store
 from ops.check import check_store
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 
 
 def _serving_store(directory: Path) -> tuple[ProductStore, np.ndarray]:
