@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from index.db.base import Database, Queries, Transaction
+from index.db.filters import filter_where
 from index.filters import SearchFilter
 from index.records import Product, ProductImage
 from index.text_query import TextWord
@@ -176,7 +177,7 @@ class Repository:
 
     def image_ids_matching(self, filter: SearchFilter) -> np.ndarray:
         """(A,) sorted int64 ids of the images whose product matches ``filter``."""
-        where, params = filter.where("p", self.db.dialect)
+        where, params = filter_where(filter, "p", self.db.dialect)
         rows = self.db.query(
             f"SELECT i.id FROM images i JOIN products p ON p.id = i.product_id WHERE {where}", params
         )
@@ -273,7 +274,7 @@ class Repository:
         return {r["sku"] for r in self.db.rows_in("SELECT sku FROM products WHERE sku IN ({})", list(skus))}
 
     def product_ids_page(self, filter: SearchFilter, offset: int, limit: int) -> list[int]:
-        where, params = filter.where("p", self.db.dialect)
+        where, params = filter_where(filter, "p", self.db.dialect)
         rows = self.db.query(
             f"SELECT id FROM products p WHERE {where} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
         )
@@ -300,7 +301,7 @@ class Repository:
         self, words: Sequence[TextWord], filter: SearchFilter, k: int, timeout_s: float | None
     ) -> list[tuple[int, float]]:
         """(product id, rank: lower is better) of the ``k`` best products holding every word."""
-        where, params = filter.where("p", self.db.dialect)
+        where, params = filter_where(filter, "p", self.db.dialect)
         sql, values = self.db.text_search(words, where, params, k)
         rows = (
             self.db.query(sql, values) if timeout_s is None else self.db.timed_query(sql, values, timeout_s)
