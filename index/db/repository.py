@@ -365,6 +365,10 @@ class Repository:
             return int(self.db.scalar("SELECT COUNT(*) FROM image_features"))
         return int(self.db.scalar("SELECT COUNT(*) FROM image_features WHERE kind = ?", (kind,)))
 
+    def mean_features_bytes(self) -> float:
+        """The mean size of the stored feature blobs; 0 when there are none."""
+        return float(self.db.scalar("SELECT AVG(LENGTH(data)) FROM image_features") or 0)
+
     def images_without_features(self, kind: str, after_id: int, limit: int) -> list[tuple[int, str, str]]:
         """(image id, content hash, path) of up to ``limit`` images past ``after_id`` lacking ``kind``."""
         rows = self.db.query(
