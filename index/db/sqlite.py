@@ -1,6 +1,6 @@
 """The store's database embedded in one SQLite file: WAL, foreign keys, full fsync.
 
-Reads borrow a connection of their own (``index.pool``), so a slow read holds up no other; the
+Reads borrow a connection of their own (``index.db.pool``), so a slow read holds up no other; the
 one writing connection sits behind a re-entrant lock. ``copy_database`` is SQLite's online
 backup, for ``lookalike index backup``.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from index.db.base import Database, Queries, QueryTimeout, Transaction
-from index.pool import ConnectionPool
+from index.db.pool import ConnectionPool
 from index.text_query import TextWord
 
 PROGRESS_STEPS = 1000  # SQLite virtual machine steps between two looks at a timed query's clock

@@ -1,9 +1,10 @@
 """The FAISS side of the store: a cache of the database's embeddings that follows its change log.
 
-``VectorCache`` (cache.py) runs the lifecycle, configured by one ``VectorOptions``; ``VectorIndex``
-(faiss_index.py) is one FAISS index with its GPU placement and tombstones; ``ann`` chooses and
-tunes index types, build.py builds one from the stored embeddings; snapshot.py is the file
-format; changes.py reads the change log.
+``VectorCache`` (cache.py) runs the lifecycle, configured by one ``VectorOptions``, under a
+readers-writer lock (rwlock.py), retrying failed catch-ups in the background (retry.py);
+``VectorIndex`` (faiss_index.py) is one FAISS index with its GPU placement and tombstones;
+``ann`` chooses and tunes index types, build.py builds one from the stored embeddings;
+snapshot.py is the file format; changes.py reads the change log.
 """
 
 from index.vectors.build import BuiltIndex, RebuildReport

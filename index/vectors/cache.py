@@ -24,11 +24,11 @@ import faiss
 import numpy as np
 
 from index.db.repository import Repository
-from index.retry import BackgroundRetry
-from index.rwlock import ReadWriteLock
 from index.vectors.build import BuiltIndex, RebuildReport, build, new_index, read_all_embeddings
 from index.vectors.changes import ChangeBatch, read_changes
 from index.vectors.faiss_index import VectorIndex
+from index.vectors.retry import BackgroundRetry
+from index.vectors.rwlock import ReadWriteLock
 from index.vectors.snapshot import SnapshotError, read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
