@@ -19,6 +19,7 @@ COPY pyproject.toml README.md ./
 COPY encoder ./encoder
 COPY training ./training
 COPY index ./index
+COPY ops ./ops
 COPY app ./app
 COPY lookalike ./lookalike
 RUN pip wheel --no-deps --wheel-dir /wheels .

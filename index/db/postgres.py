@@ -111,7 +111,7 @@ class PostgresDatabase(Database):
             closed_error=lambda: psycopg.OperationalError("the connection is closed"),
         )
         self._writer = _connect(url, self.location)
-        schema = resources.files("index").joinpath("schema_postgres.sql").read_text()
+        schema = resources.files("index.db").joinpath("schema_postgres.sql").read_text()
         with self.transaction() as tx:
             tx.execute(schema)
 

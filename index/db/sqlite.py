@@ -36,7 +36,7 @@ class SqliteDatabase(Database):
         self.path, self.location = path, str(path)
         self.lock = threading.RLock()  # the writer's
         self._conn = _connect(path)
-        self._conn.executescript(resources.files("index").joinpath("schema.sql").read_text())
+        self._conn.executescript(resources.files("index.db").joinpath("schema.sql").read_text())
         self._readers = ConnectionPool(
             partial(_connect, path),  # not a bound method: the database is freed without the GC
             _close,
