@@ -90,18 +90,19 @@ class ProductStore(StoreReads):
         self.db = open_database(self.directory / self.DB_NAME, database_url)
         self.repository = Repository(self.db)
         self._write_lock = threading.Lock()
-        try:
-            self.fingerprint, self.dim = prepare(self.repository, fingerprint, dim)
-        except BaseException:  # another encoder, a newer schema: refused, and nothing left open
-            self.db.close()
-            raise
-        self.features = FeatureTable(self.repository)
         self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
         self.gpu_shard = gpu_shard
-        self.duplicates = DuplicateCheck(self.repository.image_owners, duplicate_threshold, duplicate_policy)
-        options = VectorOptions(use_gpu, float16, force_tombstones, gpu_shard, snapshot_every)
-        snapshot = self.directory / self.SNAPSHOT_NAME
-        self.vectors = VectorCache(self.repository, snapshot, options, self._write_lock)
+        try:  # another encoder, a newer schema, a bad option: refused, and nothing left open
+            self.fingerprint, self.dim = prepare(self.repository, fingerprint, dim)
+            self.features = FeatureTable(self.repository)
+            owners = self.repository.image_owners
+            self.duplicates = DuplicateCheck(owners, duplicate_threshold, duplicate_policy)
+            options = VectorOptions(use_gpu, float16, force_tombstones, gpu_shard, snapshot_every)
+            snapshot = self.directory / self.SNAPSHOT_NAME
+            self.vectors = VectorCache(self.repository, snapshot, options, self._write_lock)
+        except BaseException:
+            self.db.close()
+            raise
         self.files = ImageFiles(self.directory, self.repository)
         self.searcher = Searcher(self.repository, self.vectors)
         self._follower = ChangeFollower(self.sync, sync_interval_s).start() if sync_interval_s else None

@@ -3,6 +3,8 @@ and a store made by a newer lookalike is refused before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,15 @@ from tests.index.conftest import DIM, FP, product, unit
 def stored_version(store_dir: Path) -> str:
     with sqlite3.connect(store_dir / ProductStore.DB_NAME) as db:
         return db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+
+
+def open_handles(path: Path) -> int:
+    """How many file descriptors of this process point at ``path``."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed while listing
+            count += os.readlink(fd) == str(path)
+    return count
 
 
 def set_version(store_dir: Path, version: int) -> None:
@@ -36,9 +47,10 @@ def test_a_store_newer_than_the_code_is_refused_and_left_as_it_is(tmp_path: Path
     newer = migrations.SCHEMA_VERSION + 1
     set_version(tmp_path / "s", newer)
     (tmp_path / "s" / ProductStore.SNAPSHOT_NAME).unlink()
-    with pytest.raises(SchemaVersionError, match=f"schema version {newer}.*upgrade lookalike"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {newer}.*upgrade lookalike") as refused:
         ProductStore(tmp_path / "s")
-    assert stored_version(tmp_path / "s") == str(newer)
+    assert open_handles(tmp_path / "s" / ProductStore.DB_NAME) == 0  # though the traceback holds the store
+    assert refused.value is not None and stored_version(tmp_path / "s") == str(newer)
     assert not (tmp_path / "s" / ProductStore.SNAPSHOT_NAME).exists()  # no FAISS built either
 
 
@@ -75,3 +87,10 @@ def test_a_failed_step_keeps_the_version_it_reached(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(migrations, "STEPS", {**migrations.STEPS, 3: lambda repo, tx: None})
     with ProductStore(tmp_path / "s") as store:
         assert store.get_meta("schema_version") == "3" and store.get_meta("half-done") is None
+
+
+def test_a_store_refused_for_its_options_leaves_no_database_open(tmp_path: Path) -> None:
+    ProductStore(tmp_path / "s", FP, DIM).close()
+    with pytest.raises(ValueError, match="duplicate_policy"):
+        ProductStore(tmp_path / "s", duplicate_policy="sometimes")  # type: ignore[arg-type]
+    assert open_handles(tmp_path / "s" / ProductStore.DB_NAME) == 0
