@@ -19,6 +19,7 @@ COPY pyproject.toml README.md ./
 COPY encoder ./encoder
 COPY training ./training
 COPY index ./index
+COPY ops ./ops
 COPY app ./app
 COPY ops ./ops
 COPY lookalike ./lookalike

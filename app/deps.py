@@ -14,8 +14,8 @@ from app.embedder import Embedder
 from app.errors import ApiError
 from app.runtime import Runtime
 from index import ProductStore, SearchFilter
-from index.calibration import MatchThresholds
 from index.rerank import RerankOptions
+from index.thresholds import MatchThresholds
 
 
 # The dependencies below do no blocking work, so they are ``async``: FastAPI runs a plain ``def``

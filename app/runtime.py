@@ -23,9 +23,9 @@ from app.embedder import Embedder
 from app.metrics import Metrics
 from encoder import Encoder, encoder_fingerprint
 from index import ProductStore
-from index.calibration import MatchThresholds
-from index.calibration import load as load_thresholds
 from index.rerank import RerankOptions
+from index.thresholds import MatchThresholds
+from index.thresholds import load as load_thresholds
 
 log = logging.getLogger("lookalike")
 

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from encoder.attributes import check_attributes
 from index import AddResult, NearDuplicate, Product, SearchHit
-from index.calibration import MatchThresholds
+from index.thresholds import MatchThresholds
 
 # Each product field as a client writes it, with its limits, written once: the JSON models below
 # (ProductBase and its kin) and the form fields of POST /index take these types; 422 otherwise.

@@ -20,8 +20,8 @@ import time
 import faiss
 import numpy as np
 
-from index import NewProduct, ProductStore, ann
-from index.vectors import VectorIndex, gpu_count
+from index import NewProduct, ProductStore
+from index.vectors import VectorIndex, ann, gpu_count
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:

@@ -4,7 +4,7 @@
 
 (``--quick`` is a smoke run: 20,000 x 64-d, few queries, short latency series.)
 
-Every index is made the way the product store makes it, by ``index/ann.py``: ``ann.new_index``
+Every index is made the way the product store makes it, by ``index/vectors/ann.py``: ``ann.new_index``
 (``IDMap2`` over inner product), ``ann.train``, ``add_with_ids`` with ids 0..N-1, then
 ``ann.tune`` raises efSearch / nprobe / k_factor until recall@10 >= ``ann.RECALL_TARGET`` on a
 tuning query set. ``auto`` is ``ann.choose_index_type`` with ``--memory-budget-mib`` (the store's
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from index import ann
+from index.vectors import ann
 
 K = 10
 GOAL = (1_000_000, 128)  # the (N, dim) the issue sets the 1 ms / 0.95 goal for: never skipped

@@ -18,7 +18,7 @@ import torch
 
 from encoder import Preprocessor, list_image_files, load_encoder
 from index import ProductStore
-from index.calibration import load
+from index.thresholds import load
 
 
 def main() -> None:

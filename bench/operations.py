@@ -16,7 +16,7 @@ against a real ``lookalike serve`` (resident memory is VmRSS from ``/proc/PID/st
    client has one open, so never more than ``--clients``);
 3. memory after one more reload and after ``--memory-reloads`` in a row (a search after each);
 4. ``lookalike index backup`` of the store after the server stopped: the command in a new process
-   (wall time, process start included) and ``index.backup.backup_store`` in this one, the median
+   (wall time, process start included) and ``ops.backup.backup_store`` in this one, the median
    of ``--backups`` runs each.
 
 Prints a Markdown table.
@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from encoder import Encoder, EncoderConfig, load_encoder, save_encoder  # noqa: E402
-from index.backup import backup_store  # noqa: E402
+from ops.backup import backup_store  # noqa: E402
 from ops.build import get_args_parser as build_args  # noqa: E402
 from ops.build import main as build  # noqa: E402
 from tests.server import running_server  # noqa: E402
@@ -298,7 +298,7 @@ def measure_backups(store: Path, work: Path, runs: int) -> list[tuple[str, str]]
     return [
         ("store size on disk", f"{directory_mib(store):.1f} MiB"),
         (f"`lookalike index backup`, new process, wall time ({runs}x)", seconds(command)),
-        (f"`index.backup.backup_store`, in process ({runs}x)", seconds(in_process)),
+        (f"`ops.backup.backup_store`, in process ({runs}x)", seconds(in_process)),
     ]
 
 

@@ -167,7 +167,7 @@ def main(args: argparse.Namespace) -> None:
         if "smvs-dvd" in args.sets:
             root = args.data / "smvs-dvd"
             store = build(encoder, root / "catalog.csv", Path(tmp) / "smvs", args.workers)
-            size = store.db.scalar("SELECT AVG(LENGTH(data)) FROM image_features")
+            size = store.repository.mean_features_bytes()
             print(f"  local features: {size / 1024:.1f} KiB per catalog photo on average")
             queries = smvs_queries(root)
             rows, _ = evaluate(store, encoder, queries, lambda h: h.product.sku, args.k)

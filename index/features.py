@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from encoder import ImageDecodeError
 from encoder.local_features import FEATURES_KIND, LocalFeatures, extract_features
-from index.db import Database, Transaction
+from index.db import Repository, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,10 @@ def features_of(images: Sequence[bytes]) -> tuple[LocalFeatures | None, ...]:
 
 
 class FeatureTable:
-    """save / load / missing over the ``image_features`` table of one store's database."""
+    """save / load / count / missing of the local features of one store's images."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
 
     def save(
         self, tx: Transaction, image_ids: Sequence[int], features: Sequence[LocalFeatures | None]
@@ -46,34 +46,20 @@ class FeatureTable:
             for image_id, f in zip(image_ids, features, strict=True)
             if f is not None
         ]
-        if rows:
-            tx.executemany(
-                "INSERT INTO image_features (image_id, kind, data) VALUES (?, ?, ?) ON CONFLICT (image_id)"
-                " DO UPDATE SET kind = excluded.kind, data = excluded.data",
-                rows,
-            )
+        self.repo.save_features(tx, rows)
 
     def load(self, image_ids: Sequence[int]) -> dict[int, LocalFeatures]:
         """image id -> its features, for the ids that have features of the current kind."""
-        rows = self.db.rows_in(
-            "SELECT image_id, data FROM image_features WHERE kind = ? AND image_id IN ({})",
-            list(image_ids),
-            (FEATURES_KIND,),
-        )
-        return {r["image_id"]: LocalFeatures.from_bytes(bytes(r["data"])) for r in rows}
+        found = self.repo.features(image_ids, FEATURES_KIND)
+        return {image_id: LocalFeatures.from_bytes(blob) for image_id, blob in found.items()}
 
     def count(self) -> int:
         """Images with features of the current kind."""
-        return int(self.db.scalar("SELECT COUNT(*) FROM image_features WHERE kind = ?", (FEATURES_KIND,)))
+        return self.repo.count_features(FEATURES_KIND)
 
     def missing(self, batch: int = 64) -> Iterator[list[tuple[int, str, str]]]:
         """Batches of (image id, content hash, path) of the images without current features, by id."""
         last = 0
-        while rows := self.db.query(
-            "SELECT i.id, i.content_hash, i.path FROM images i"
-            " LEFT JOIN image_features f ON f.image_id = i.id AND f.kind = ?"
-            " WHERE f.image_id IS NULL AND i.id > ? ORDER BY i.id LIMIT ?",
-            (FEATURES_KIND, last, batch),
-        ):
-            last = rows[-1]["id"]
-            yield [(r["id"], r["content_hash"], r["path"]) for r in rows]
+        while rows := self.repo.images_without_features(FEATURES_KIND, last, batch):
+            last = rows[-1][0]
+            yield rows

@@ -104,6 +104,10 @@ class LastImageError(StoreError):
         self.product_id = product_id
 
 
+class SchemaVersionError(StoreError):
+    """The store was written by a newer version of lookalike, whose schema this one does not know."""
+
+
 class EncoderMismatchError(StoreError):
     """Embeddings from another encoder cannot share an index with this store's."""
 

@@ -27,12 +27,13 @@ from encoder import (
 )
 from encoder.catalog import CatalogItem, read_catalog
 from encoder.local_features import LocalFeatures
-from index.calibration import META_KEY, calibrate
 from index.features import features_of
 from index.records import NewProduct
 from index.rerank import RerankOptions
 from index.store import ProductStore
+from index.thresholds import META_KEY
 from ops.build_report import BuildReport
+from ops.calibrate import calibrate
 from ops.maintenance import describe_thresholds
 
 

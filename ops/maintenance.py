@@ -11,14 +11,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from encoder import encoder_fingerprint, load_encoder
-from index.backup import backup_store
-from index.calibration import MatchThresholds, calibrate, recalibrate_other
-from index.calibration import load as load_thresholds
-from index.check import check_store
 from index.features import features_of
 from index.records import ProductImage
 from index.rerank import RerankOptions
 from index.store import ProductStore
+from index.thresholds import MatchThresholds
+from index.thresholds import load as load_thresholds
+from ops.backup import backup_store
+from ops.calibrate import calibrate, recalibrate_other
+from ops.check import check_store
 from ops.outliers import outlier_scores
 
 

@@ -272,7 +272,7 @@ def test_results_carry_a_match_label_once_the_store_is_calibrated(
     tiny_encoder_path: Path, store_dir: Path
 ) -> None:
     from index import ProductStore
-    from index.calibration import META_KEY, load
+    from index.thresholds import META_KEY, load
 
     with ProductStore(store_dir) as store:  # `lookalike build` calibrated it
         thresholds = load(store)
@@ -283,6 +283,6 @@ def test_results_carry_a_match_label_once_the_store_is_calibrated(
         assert results[0]["match"] in {"strong", "weak"}
         assert client.get("/search", params={"q": "SKU"}).json()["results"][0]["match"] is None
     with ProductStore(store_dir) as store:
-        store.db.query("DELETE FROM meta WHERE key = ?", (META_KEY,))
+        store.repository.delete_meta(META_KEY)
     with make_client(tiny_encoder_path, store_dir) as client:  # uncalibrated: no label
         assert {h["match"] for h in search(client, 7, k=5)} == {None}

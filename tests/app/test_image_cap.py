@@ -13,7 +13,7 @@ from index import NewProduct, ProductStore
 from index.records import TooManyImagesError
 from tests.app.conftest import API_KEY
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 from tests.server import running_server
 
 CLIENTS, EACH = 8, 10  # 1 + 10 fits the cap of 20, 1 + 2 x 10 does not

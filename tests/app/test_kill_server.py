@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from index import ProductStore
-from index.check import check_store
+from ops.check import check_store
 from tests.acknowledged import Ledger, check
 from tests.app.conftest import API_KEY
 from tests.conftest import image_bytes

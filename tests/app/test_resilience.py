@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import index.db
-import index.store
-from index.changes import ChangeBatch
+import index.db.sqlite
+import index.vectors.cache
 from index.text_query import MAX_WORDS
+from index.vectors import ChangeBatch
 from tests.app.conftest import make_client
 from tests.app.test_api import AUTH, add, search
 from tests.conftest import image_bytes
@@ -33,8 +33,8 @@ def test_a_text_query_of_too_many_words_is_422(client: TestClient) -> None:
 
 
 def test_a_text_query_past_the_time_limit_is_503(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index.db, "PROGRESS_STEPS", 1)
-    monkeypatch.setattr(index.db, "_expired", lambda deadline: True)  # every query runs too long
+    monkeypatch.setattr(index.db.sqlite, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(index.db.sqlite, "_expired", lambda deadline: True)  # every query runs too long
     r = client.get("/search", params={"q": "red"})
     assert r.status_code == 503 and r.json()["error"]["code"] == "query_timeout"
     assert r.headers["Retry-After"] == "1"
@@ -92,7 +92,7 @@ def test_a_delete_is_204_when_the_snapshot_after_it_fails(
     with make_client(tiny_encoder_path, store_dir) as client:
         store = client.app.state.runtime.store  # type: ignore[attr-defined]
         store.snapshot_every = 1  # every write writes a snapshot
-        real_write = index.store.write_snapshot
+        real_write = index.vectors.cache.write_snapshot
         healed, failures = threading.Event(), []
 
         def full_disk(*args, **kwargs) -> None:
@@ -101,7 +101,7 @@ def test_a_delete_is_204_when_the_snapshot_after_it_fails(
                 raise OSError(28, "No space left on device")
             real_write(*args, **kwargs)
 
-        monkeypatch.setattr(index.store, "write_snapshot", full_disk)
+        monkeypatch.setattr(index.vectors.cache, "write_snapshot", full_disk)
         victim = search(client, image_bytes(4), k=1).json()["results"][0]
         assert client.delete(f"/products/{victim['product_id']}", headers=AUTH).status_code == 204
         assert failures
@@ -110,4 +110,4 @@ def test_a_delete_is_204_when_the_snapshot_after_it_fails(
         assert search(client, image_bytes(4), k=1).json()["results"][0]["sku"] != victim["sku"]
         healed.set()
         wait_until_ready(client)
-        assert store.applied_seq == store._snapshot_seq  # the snapshot owed was written
+        assert store.applied_seq == store.vectors.snapshot_seq  # the snapshot owed was written

@@ -63,7 +63,7 @@ def test_every_copied_source_exists_and_is_in_the_build_context() -> None:
 def test_the_build_context_leaves_out_what_the_image_does_not_need() -> None:
     for path in (".git", ".venv", "tests/conftest.py", "bench/serve_load.py", "store", "runs", ".env"):
         assert dockerignored(path), path
-    for path in ("app/main.py", "app/static/index.html", "index/schema.sql", "demo/encoder.pt"):
+    for path in ("app/main.py", "app/static/index.html", "index/db/schema.sql", "demo/encoder.pt"):
         assert not dockerignored(path), path
     assert dockerignored("app/__pycache__/main.cpython-311.pyc")
 

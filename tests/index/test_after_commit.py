@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.store
+import index.vectors.cache
 from index import NewProduct, ProductStore
-from index.changes import ChangeBatch
-from index.vectors import read_snapshot
-from tests.index.test_store import DIM, FP, unit
+from index.vectors import ChangeBatch, read_snapshot
+from tests.index.conftest import DIM, FP, unit
 
 HANG = 60.0
 
@@ -34,11 +33,9 @@ def wait_healthy(store: ProductStore) -> None:
 
 def assert_in_step(store: ProductStore) -> None:
     held, dead = store.vector_ids()
-    stored = {r["id"] for r in store.db.query("SELECT id FROM images")}
+    stored = store.repository.image_ids()
     assert held - dead == stored
-    assert store.vector_count() == store.image_count() == len(stored)
-    with store._vectors_lock.read():
-        assert store._vectors.ntotal - len(store._vectors.tombstones) == len(stored)  # none held twice
+    assert store.vector_count() == store.image_count() == len(stored)  # live vectors: none held twice
 
 
 @pytest.mark.parametrize("force_tombstones", [False, True])
@@ -70,8 +67,7 @@ def test_a_batch_applied_in_part_is_reloaded_not_applied_twice(
         healed.set()
         wait_healthy(store)
         assert_in_step(store)
-        query = store.db.query("SELECT embedding FROM images WHERE product_id = ?", (added.id,))[0]
-        vector = np.frombuffer(bytes(query["embedding"]), dtype=np.float32)[None, :]
+        vector = store.repository.product_embeddings(added.id)[1][:1]
         assert store.search(vector, 1)[0][0].product.id == added.id
     with ProductStore(tmp_path / "s") as reopened:  # and what it saved on close is right too
         assert_in_step(reopened)
@@ -80,7 +76,7 @@ def test_a_batch_applied_in_part_is_reloaded_not_applied_twice(
 
 def test_a_failed_snapshot_is_written_by_the_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(4)
-    real_write = index.store.write_snapshot
+    real_write = index.vectors.cache.write_snapshot
     healed = threading.Event()
 
     def full_disk(*args, **kwargs) -> None:
@@ -89,7 +85,7 @@ def test_a_failed_snapshot_is_written_by_the_retry(tmp_path: Path, monkeypatch: 
         real_write(*args, **kwargs)
 
     with ProductStore(tmp_path / "s", FP, DIM, snapshot_every=1) as store:
-        monkeypatch.setattr(index.store, "write_snapshot", full_disk)
+        monkeypatch.setattr(index.vectors.cache, "write_snapshot", full_disk)
         p = store.add_product(product(1, unit(rng, 1)))
         assert store.degraded is not None and store.get_product(p.id) is not None
         assert store.vector_count() == 1  # FAISS holds it: only the snapshot is owed

@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from index import ann
+from index.vectors import ann
 
 
 def test_type_strings_are_validated_and_pq_gets_a_refine_stage() -> None:

@@ -29,7 +29,7 @@ from encoder.attributes import (
 from encoder.catalog import read_catalog
 from index import ProductStore, SearchFilter
 from tests.conftest import build_store, image_bytes
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import product, unit
 
 NOT_JSON = [
     {"size": math.nan},
@@ -100,16 +100,10 @@ def test_filters_are_bounded_and_finite() -> None:
             SearchFilter(attributes=attributes)  # type: ignore[arg-type]
 
 
-@pytest.fixture()
-def store(tmp_path: Path):
-    with ProductStore(tmp_path / "store", FP, DIM) as s:
-        yield s
-
-
 def _state(store: ProductStore) -> tuple[object, ...]:
-    rows = store.db.query("SELECT id, sku, attributes, updated_at FROM products ORDER BY id", ())
+    rows = [(p.id, p.sku, p.attributes, p.updated_at) for p in store.list_products(0, 1000)]
     files = sorted(p.name for p in (store.directory / ProductStore.IMAGES_DIR).rglob("*") if p.is_file())
-    return [tuple(r) for r in rows], store.vector_count(), files
+    return rows, store.vector_count(), files
 
 
 def _filters_work(store: ProductStore) -> None:

@@ -14,11 +14,11 @@ import faiss
 import numpy as np
 import pytest
 
-import index.db
+import index.db.sqlite
 from index import NewProduct, ProductStore, QueryTimeout, TextQueryError
 from index.text_query import MAX_WORDS
 from index.vectors import VectorIndex
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 HANG = 30.0  # seconds: only a hang takes this long
 
@@ -54,8 +54,7 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 def image_search(store: ProductStore) -> list[str]:
     query = store.get_by_sku("S3")
     assert query is not None
-    rows = store.db.query("SELECT embedding FROM images WHERE product_id = ?", (query.id,))
-    vector = np.frombuffer(bytes(rows[0]["embedding"]), dtype=np.float32)[None, :]
+    vector = store.repository.product_embeddings(query.id)[1][:1]
     return [h.product.sku for h in store.search(vector, 3)[0]]
 
 
@@ -71,8 +70,8 @@ def test_a_slow_text_query_does_not_hold_up_an_image_search(
         release.wait(HANG)
         return False
 
-    monkeypatch.setattr(index.db, "PROGRESS_STEPS", 1)
-    monkeypatch.setattr(index.db, "_expired", held)
+    monkeypatch.setattr(index.db.sqlite, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(index.db.sqlite, "_expired", held)
     text, text_out = in_thread(lambda: store.text_search("dress", 10, timeout_s=HANG))
     assert inside.wait(HANG)
     search, search_out = in_thread(lambda: image_search(store))
@@ -132,8 +131,8 @@ def test_a_text_query_has_a_bounded_number_of_words(store: ProductStore) -> None
 def test_a_text_query_past_its_time_limit_is_stopped(
     store: ProductStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index.db, "PROGRESS_STEPS", 1)
-    monkeypatch.setattr(index.db, "_expired", lambda deadline: True)
+    monkeypatch.setattr(index.db.sqlite, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(index.db.sqlite, "_expired", lambda deadline: True)
     with pytest.raises(QueryTimeout):
         store.text_search("dress", timeout_s=1)
     monkeypatch.undo()

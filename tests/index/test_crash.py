@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from index import ProductStore
-from index.check import check_store
+from ops.check import check_store
 from tests.index.crash_writer import DIM, FINGERPRINT, vector_of
 
 ROUNDS = 12

@@ -13,11 +13,11 @@ import pytest
 
 from encoder import sniff_format
 from index import ProductStore
-from index.backup import backup_store
-from index.check import check_store
 from index.images import StoredPathError, image_relpath, resolve_image_path
+from ops.backup import backup_store
+from ops.check import check_store
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 
 SECRET = b"SENTINEL: outside the store"
 DIGEST = hashlib.sha256(b"x").hexdigest()

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
-import index.store
+import index.search
 from index import (
     DuplicateSkuError,
     EncoderMismatchError,
@@ -21,11 +21,11 @@ from index import (
     QueryTimeout,
     SearchFilter,
 )
-from index.check import check_store
+from ops.check import check_store
 from ops.maintenance import configure
 from ops.maintenance import main as maintenance_main
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 from tests.index.test_store_filters import (
     assert_same,
     exact_top_k,
@@ -53,7 +53,7 @@ def faiss_ids(store: ProductStore) -> set[int]:
 
 
 def db_image_ids(store: ProductStore) -> set[int]:
-    return {r["id"] for r in store.db.query("SELECT id FROM images")}
+    return store.repository.image_ids()
 
 
 # ---------------------------------------------------------------------- the store contract
@@ -102,10 +102,10 @@ def test_images_add_replace_remove_and_their_bytes(store: ProductStore, tmp_path
     assert result is not None and len(result[0].images) == 3
     updated = store.remove_image(p.id, p.images[1].id)
     assert updated is not None and len(updated.images) == 2
-    assert store.db.image_bytes(p.images[1].path) is None  # nobody's photo any more
+    assert store.repository.image_bytes(p.images[1].path) is None  # nobody's photo any more
     assert store.remove_product(p.id)
-    assert store.db.image_bytes(shared) == image_bytes(10)  # still the other product's
-    assert store.db.image_bytes(result[0].images[2].path) is None
+    assert store.repository.image_bytes(shared) == image_bytes(10)  # still the other product's
+    assert store.repository.image_bytes(result[0].images[2].path) is None
     assert faiss_ids(store) == db_image_ids(store) == {other.images[0].id}
 
 
@@ -135,7 +135,7 @@ def test_filters_match_numpy_and_sqlite_on_both_search_paths(
             want = exact_top_k(store, refs, queries, 5, f) if f in plain else hits(sqlite, queries, 5, f)
             assert_same(hits(store, queries, 5, f), want)  # the exact path (few images)
             with monkeypatch.context() as m:
-                m.setattr(index.store, "EXACT_FILTER_LIMIT", 0)
+                m.setattr(index.search, "EXACT_FILTER_LIMIT", 0)
                 assert_same(hits(store, queries, 5, f), want)  # inside FAISS
     assert sum(matches(r, plain[2]) for r in refs) > 0 and sum(matches(r, plain[4]) for r in refs) == 0
     assert hits(store, queries, 5, typed[0]) == [[]] * 6 and len(hits(store, queries, 5, typed[1])[0]) == 5
@@ -342,7 +342,7 @@ def test_concurrent_writers_on_two_replicas_lose_no_change(
         s.sync()
         assert faiss_ids(s) == db_image_ids(s)
         assert s.vector_count() == 2 * 64
-    assert store.db.scalar("SELECT COUNT(*) FROM changes") == 2 * 80 + 2 * 16  # adds, removals
+    assert store.repository.change_count() == 2 * 80 + 2 * 16  # adds, removals
     b.close()
     watcher.close()
 

@@ -4,35 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import DuplicateSkuError, EncoderMismatchError, NewProduct, ProductStore, SearchFilter
+from index import DuplicateSkuError, EncoderMismatchError, ProductStore, SearchFilter
 from tests.conftest import image_bytes
-
-DIM = 16
-FP = "f" * 64
-
-
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.normal(size=(n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def product(i: int, vectors: np.ndarray, **kw) -> NewProduct:
-    images = tuple(image_bytes(i * 10 + j) for j in range(len(vectors)))
-    return NewProduct(
-        f"SKU-{i}",
-        f"Product {i}",
-        kw.get("category", "cat"),
-        kw.get("price", 9.5),
-        kw.get("attributes", {"colour": "red"}),
-        images,
-        vectors,
-    )
-
-
-@pytest.fixture()
-def store(tmp_path: Path):
-    with ProductStore(tmp_path / "store", FP, DIM) as s:
-        yield s
+from tests.index.conftest import DIM, FP, product, unit
 
 
 def test_add_get_and_exact_search_match_numpy(store: ProductStore) -> None:

@@ -16,7 +16,7 @@ from ops.maintenance import configure
 from ops.maintenance import main as index_main
 from tests.conftest import build_store, image_bytes
 from tests.encoder.covers import cover, jpeg
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 
 def product(i: int, vectors: np.ndarray, with_features: bool = True) -> NewProduct:
@@ -26,7 +26,7 @@ def product(i: int, vectors: np.ndarray, with_features: bool = True) -> NewProdu
 
 
 def rows(store: ProductStore) -> int:
-    return int(store.db.scalar("SELECT COUNT(*) FROM image_features"))
+    return store.repository.count_features()
 
 
 def same(a: LocalFeatures, b: LocalFeatures) -> bool:
@@ -36,10 +36,13 @@ def same(a: LocalFeatures, b: LocalFeatures) -> bool:
 def test_features_are_kept_with_their_images(tmp_path: Path) -> None:
     v = unit(np.random.default_rng(0), 3)
     with ProductStore(tmp_path / "s", FP, DIM) as store:
+        assert store.repository.mean_features_bytes() == 0
         p = store.add_product(product(1, v[:2]))
         kept = store.local_features([i.id for i in p.images])
         assert set(kept) == {i.id for i in p.images}
         assert same(kept[p.images[0].id], extract_features(jpeg(cover(100))))
+        sizes = [len(f.to_bytes()) for f in kept.values()]
+        assert store.repository.mean_features_bytes() == pytest.approx(sum(sizes) / len(sizes))
         bare = store.add_product(product(2, v[2:3], with_features=False))
         assert store.local_features([bare.images[0].id]) == {}
     with ProductStore(tmp_path / "s") as store:  # and after a reopen

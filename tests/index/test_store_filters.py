@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.store
+import index.search
 from index import NewProduct, ProductStore, SearchFilter
 from index.vectors import VectorIndex
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 N_PRODUCTS = 150  # 1-3 images each: 300 images, enough to train IVF16,PQ4
 CATEGORIES = ("shoes", "bags", "hats")
@@ -89,7 +89,7 @@ def store(catalog: Catalog, tmp_path: Path) -> Iterator[ProductStore]:
 @pytest.fixture()
 def faiss_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every non-empty filter to FAISS (a small store never passes the real limit)."""
-    monkeypatch.setattr(index.store, "EXACT_FILTER_LIMIT", 5)
+    monkeypatch.setattr(index.search, "EXACT_FILTER_LIMIT", 5)
 
 
 @pytest.fixture()
@@ -187,8 +187,8 @@ def test_a_selective_filter_gives_the_exact_top_k(store: ProductStore, catalog: 
 def test_a_broad_filter_on_flat_filters_inside_faiss_exactly(
     store: ProductStore, catalog: Catalog, queries, faiss_path, f: SearchFilter
 ) -> None:
-    assert matching_images(catalog.refs, f) > index.store.EXACT_FILTER_LIMIT
-    assert store.index_type == "Flat" and store._vectors.supports_selector
+    assert matching_images(catalog.refs, f) > index.search.EXACT_FILTER_LIMIT
+    assert store.index_type == "Flat" and store.vectors.supports_selector
     got = hits(store, queries, 10, f)
     assert_same(got, exact_top_k(store, catalog.refs, queries, 10, f))
 
@@ -197,7 +197,7 @@ def test_filtered_results_equal_exact_search_in_both_paths(
     store: ProductStore, catalog: Catalog, queries, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exact = hits(store, queries, 10, BROAD)  # 4096 > 300 images: the exact path
-    monkeypatch.setattr(index.store, "EXACT_FILTER_LIMIT", 5)
+    monkeypatch.setattr(index.search, "EXACT_FILTER_LIMIT", 5)
     assert_same(hits(store, queries, 10, BROAD), exact)
 
 
@@ -206,7 +206,7 @@ def test_filters_after_removals_with_tombstones(
     catalog: Catalog, tmp_path: Path, queries, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     if path == "faiss":
-        monkeypatch.setattr(index.store, "EXACT_FILTER_LIMIT", 5)
+        monkeypatch.setattr(index.search, "EXACT_FILTER_LIMIT", 5)
     with open_copy(catalog, tmp_path, force_tombstones=True) as store:
         removed = catalog.refs[::5]
         for ref in removed:
@@ -219,7 +219,7 @@ def test_filters_after_removals_with_tombstones(
 
 def test_filters_after_rebuilding_to_hnsw(store: ProductStore, catalog: Catalog, queries, faiss_path) -> None:
     store.rebuild("HNSW32")
-    assert store._vectors.supports_selector  # HNSW filters inside FAISS
+    assert store.vectors.supports_selector  # HNSW filters inside FAISS
     assert_approximately_right(store, catalog.refs, queries, 10, BROAD, min_recall=0.9)
 
 
@@ -227,7 +227,7 @@ def test_filters_after_rebuilding_to_ivf_flat(
     store: ProductStore, catalog: Catalog, queries, faiss_path
 ) -> None:
     store.rebuild("IVF16,Flat")
-    assert store._vectors.supports_selector
+    assert store.vectors.supports_selector
     assert_approximately_right(store, catalog.refs, queries, 10, BROAD, min_recall=0.9)
 
 
@@ -235,10 +235,10 @@ def test_filters_after_rebuilding_to_ivf_pq_refine(
     store: ProductStore, catalog: Catalog, queries, faiss_path
 ) -> None:
     assert store.rebuild("IVF16,PQ4").index_type == "IVF16,PQ4,RFlat"
-    assert not store._vectors.supports_selector  # a refine stage: the store over-fetches and drops
+    assert not store.vectors.supports_selector  # a refine stage: the store over-fetches and drops
     assert_approximately_right(store, catalog.refs, queries, 10, BROAD, min_recall=0.9)
     narrow = SearchFilter(category="hats", attributes={"colour": "green"})
-    assert matching_images(catalog.refs, narrow) > index.store.EXACT_FILTER_LIMIT
+    assert matching_images(catalog.refs, narrow) > index.search.EXACT_FILTER_LIMIT
     assert_approximately_right(store, catalog.refs, queries, 3, narrow, min_recall=0.8)
 
 
@@ -252,7 +252,7 @@ def _count_filter(catalog: Catalog) -> tuple[SearchFilter, int]:
 def test_a_filter_matching_exactly_k_products_returns_all_k(
     store: ProductStore, catalog: Catalog, queries, monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:
-    monkeypatch.setattr(index.store, "EXACT_FILTER_LIMIT", limit)
+    monkeypatch.setattr(index.search, "EXACT_FILTER_LIMIT", limit)
     f, n = _count_filter(catalog)
     assert n >= 3
     want = {r.sku for r in catalog.refs if matches(r, f)}
@@ -264,7 +264,7 @@ def test_a_filter_matching_exactly_k_products_returns_all_k(
 def test_a_filter_matching_fewer_than_k_products_returns_them_all(
     store: ProductStore, catalog: Catalog, queries, monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:
-    monkeypatch.setattr(index.store, "EXACT_FILTER_LIMIT", limit)
+    monkeypatch.setattr(index.search, "EXACT_FILTER_LIMIT", limit)
     f, n = _count_filter(catalog)
     got = hits(store, queries, n + 20, f)
     assert all(len(row) == n for row in got)
@@ -388,7 +388,7 @@ def test_attribute_keys_with_special_characters_match_literally(
     small: ProductStore, key: str, value: str
 ) -> None:
     assert found(small, {key: value}) == {"P6"}
-    assert small.count() == len(ATTRIBUTES) and small.db.scalar("SELECT COUNT(*) FROM products") == 7
+    assert small.count() == len(ATTRIBUTES) and small.repository.count_products() == 7
 
 
 def test_a_dotted_key_is_not_a_json_path(small: ProductStore) -> None:
@@ -406,7 +406,7 @@ def test_over_fetching_stops_at_its_cap_and_falls_back_to_exact_search(
     """An index that cannot filter inside FAISS (as on a GPU) over-fetches past a filter; a filter
     so selective that the top MAX_FETCH hold too few of its products is answered exactly, and no
     search goes deeper than the cap (before, it went on to the whole index)."""
-    monkeypatch.setattr(index.store, "MAX_FETCH", 16)
+    monkeypatch.setattr(index.search, "MAX_FETCH", 16)
     monkeypatch.setattr(VectorIndex, "supports_selector", property(lambda self: False))
     depths: list[int] = []
     real_search = VectorIndex.search

@@ -3,7 +3,7 @@ updates, product removal, and what survives a close/reopen or a crash."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 
 from index import DuplicateSkuError, LastImageError, NewProduct, Product, ProductStore
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 OLD_TIME = "2000-01-01T00:00:00+00:00"
 
@@ -28,12 +28,6 @@ def new_product(i: int, vectors: np.ndarray, seeds: list[int] | None = None, **k
         tuple(image_bytes(s) for s in seeds),
         vectors,
     )
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[ProductStore]:
-    with ProductStore(tmp_path / "store", FP, DIM) as s:
-        yield s
 
 
 @pytest.fixture()

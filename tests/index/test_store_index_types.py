@@ -12,7 +12,7 @@ import pytest
 
 from index import NearDuplicate, NearDuplicateError, NewProduct, ProductStore
 from tests.conftest import image_bytes
-from tests.index.test_store import DIM, FP, unit
+from tests.index.conftest import DIM, FP, unit
 
 N_PRODUCTS = 320  # enough to train IVF16,PQ4 (256 PQ centroids)
 
@@ -149,7 +149,7 @@ def _lose_the_snapshot_of(directory: Path, index_type: str, keep: int) -> None:
     many removals (below the compaction threshold) and a lost or corrupt snapshot leave behind."""
     with ProductStore(directory) as store:
         remove_skus(store, range(keep, N_PRODUCTS))
-        store.db.query("INSERT OR REPLACE INTO meta VALUES ('index_type', ?)", (index_type,))
+        store.set_meta("index_type", index_type)
     (directory / ProductStore.SNAPSHOT_NAME).unlink()
 
 

@@ -106,7 +106,7 @@ def test_bad_catalogs_are_explained(tmp_path: Path) -> None:
 def test_build_ends_with_the_index_recall_and_the_match_calibration(
     photo_folder: Path, tiny_encoder_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from index.calibration import load
+    from index.thresholds import load
 
     store = build(photo_folder, tiny_encoder_path, tmp_path / "store")
     out = capsys.readouterr().out

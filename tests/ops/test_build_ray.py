@@ -20,7 +20,7 @@ import pytest
 import ray
 
 from index import ProductStore
-from index.calibration import load as load_thresholds
+from index.thresholds import load as load_thresholds
 from ops.build import get_args_parser, main
 from tests.conftest import image_bytes
 

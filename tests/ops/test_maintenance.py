@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from index import ProductStore
-from index.check import check_store
 from lookalike.cli import main as cli
+from ops.check import check_store
 from ops.outliers import outlier_scores
-from tests.index.test_store import DIM, FP, product, unit
+from tests.index.conftest import DIM, FP, product, unit
 
 
 def clustered_store(directory: Path, odd_one: bool = True) -> ProductStore:

@@ -9,7 +9,8 @@ import pytest
 
 from encoder import load_encoder
 from index import ProductStore
-from index.calibration import META_KEY, calibrate, derive, load, recalibrate_other
+from index.thresholds import META_KEY, load
+from ops.calibrate import calibrate, derive, recalibrate_other
 from tests.ops.test_build import build
 
 
@@ -32,7 +33,7 @@ def test_calibrate_a_real_store_keep_it_and_refresh_it_on_rebuild(
 ) -> None:
     store = build(photo_folder, tiny_encoder_path, tmp_path / "s")
     assert load(store) is not None  # `lookalike build` calibrates; start again from none
-    store.db.query("DELETE FROM meta WHERE key = ?", (META_KEY,))
+    store.repository.delete_meta(META_KEY)
     assert load(store) is None and recalibrate_other(store) is None
     t = calibrate(load_encoder(tiny_encoder_path), store, sample=6)
     assert t.images == 12 and -1 <= t.weak < t.strong <= 1

@@ -6,7 +6,7 @@ sequence numbers commit in order and a replica replaying ``seq > N`` never skips
 late); attributes are ``jsonb`` (filters use ``@>``); text search is a ``tsvector`` column (simple
 words, accents folded with ``unaccent``, prefix queries, ``ts_rank``); image bytes are kept in the
 database, so a replica can serve photos another one stored. Reads borrow a connection of their
-own (``index.pool``), so one slow read holds up no other.
+own (``index.db.pool``), so one slow read holds up no other.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
-from index.db import Database, Queries, QueryTimeout, Transaction
-from index.pool import ConnectionPool
+from index.db.base import Database, Queries, QueryTimeout, Transaction
+from index.db.pool import ConnectionPool
 from index.text_query import TextWord
 
 WRITER_LOCK = 0x6C6F6F6B616C696B  # "lookalik": the advisory lock every writer holds until it commits
@@ -111,7 +111,7 @@ class PostgresDatabase(Database):
             closed_error=lambda: psycopg.OperationalError("the connection is closed"),
         )
         self._writer = _connect(url, self.location)
-        schema = resources.files("index").joinpath("schema_postgres.sql").read_text()
+        schema = resources.files("index.db").joinpath("schema_postgres.sql").read_text()
         with self.transaction() as tx:
             tx.execute(schema)
 

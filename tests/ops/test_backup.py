@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from index import ProductStore
-from index.backup import backup_store
-from index.check import check_store
 from lookalike.cli import main as cli
-from tests.index.test_store import DIM, FP, product, unit
+from ops.backup import backup_store
+from ops.check import check_store
+from tests.index.conftest import DIM, FP, product, unit
 
 
 def _serving_store(directory: Path) -> tuple[ProductStore, np.ndarray]:

@@ -1,37 +1,22 @@
-"""The FAISS side of the store: one index keyed by image id, its GPU placement, tombstones and snapshots.
+"""VectorIndex: one FAISS index keyed by image id, its GPU placement and its tombstones.
 
 FAISS cannot remove ids from GPU indexes (faiss#1585) nor from HNSW or refine stages; there a
 removed id becomes a *tombstone*: it stays in FAISS, searches drop it, and a rebuild compacts.
-
-A snapshot file holds the CPU index, its tombstones and the last change sequence number it
-contains: ``MAGIC | seq, index length, tombstone count (u64 each) | index bytes | tombstone ids
-(i64) | sha256 of all before``. It is written to a temp file, fsynced and renamed, so a crash
-leaves either the old snapshot or the new one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import struct
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-from encoder.atomic import atomic_write
-from index import ann
+from index.vectors import ann
 
 log = logging.getLogger(__name__)
-MAGIC = b"LOOKALIKE-FAISS-2\n"
-_HEADER = struct.Struct("<QQQ")
-
-
-class SnapshotError(ValueError):
-    """A snapshot file that is truncated, corrupted or of another format."""
 
 
 def gpu_count() -> int:
@@ -171,31 +156,3 @@ def _to_gpu(index: faiss.Index, options: faiss.GpuMultipleClonerOptions) -> tupl
     except RuntimeError as exc:  # e.g. HNSW: no GPU implementation
         log.warning("keeping the %s index on the CPU: %s", ann.describe(index), str(exc).splitlines()[0])
         return index, False
-
-
-def write_snapshot(vectors: VectorIndex, seq: int, path: Path) -> None:
-    """Serialise ``vectors`` (index + tombstones) with its sequence number to ``path`` atomically."""
-    data = faiss.serialize_index(vectors.cpu_index()).tobytes()
-    dead = np.array(sorted(vectors.tombstones), dtype="<i8").tobytes()
-    header = MAGIC + _HEADER.pack(seq, len(data), len(vectors.tombstones))
-    digest = hashlib.sha256()
-    for part in (header, data, dead):
-        digest.update(part)
-    with atomic_write(path) as f:
-        for part in (header, data, dead, digest.digest()):
-            f.write(part)
-
-
-def read_snapshot(path: Path) -> tuple[faiss.Index, set[int], int]:
-    """(CPU index, tombstones, seq) from a snapshot file; ``SnapshotError`` when it is not intact."""
-    blob = path.read_bytes()
-    start = len(MAGIC) + _HEADER.size
-    if not blob.startswith(MAGIC) or len(blob) < start + 32:
-        raise SnapshotError(f"{path} is not a lookalike FAISS snapshot of this version")
-    seq, length, n_dead = _HEADER.unpack_from(blob, len(MAGIC))
-    end = start + length + 8 * n_dead
-    if len(blob) != end + 32 or hashlib.sha256(blob[:end]).digest() != blob[end:]:
-        raise SnapshotError(f"{path} is truncated or corrupted")
-    index = faiss.deserialize_index(np.frombuffer(blob[start : start + length], dtype=np.uint8))
-    dead = np.frombuffer(blob[start + length : end], dtype="<i8")
-    return index, {int(i) for i in dead}, seq

@@ -1,4 +1,4 @@
-"""When is a result a real match? Thresholds calibrated on the catalog itself.
+"""When is a result a real match? Measuring the thresholds on the catalog itself.
 
 Two score distributions, both measured on the shop's own photos with its own encoder:
 
@@ -10,41 +10,22 @@ A score at least the 5th percentile of *same product* (and above the 99th percen
 product*) is a ``strong`` match; at least the median of *other product* (as close as the
 catalog's own near neighbours are to each other) a ``weak`` one; below that ``none``: the
 catalog has nothing like the photo. The *same* statistics need the encoder and are kept in the
-store; the *other* ones are recomputed from the stored vectors on every rebuild.
+store; the *other* ones are recomputed from the stored vectors on every rebuild. The server reads
+the result through ``index.thresholds``.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
 from encoder import Encoder, Preprocessor
-from index.changes import decode_embeddings
-from index.records import ProductImage
 from index.store import ProductStore
-
-Match = Literal["strong", "weak", "none"]
-META_KEY = "match_calibration"
-
-
-@dataclass(frozen=True)
-class MatchThresholds:
-    strong: float
-    weak: float
-    same_p5: float  # 5th percentile of photo vs. its altered copies
-    other_p50: float  # median of photo vs. nearest other product's photo
-    other_p99: float
-    images: int  # catalog photos the figures come from
-
-    def label(self, score: float) -> Match:
-        return "strong" if score >= self.strong else "weak" if score >= self.weak else "none"
+from index.thresholds import MatchThresholds, load, save
 
 
 def altered_copies(data: bytes) -> list[Image.Image]:
@@ -63,7 +44,7 @@ def same_product_scores(
     encoder: Encoder, store: ProductStore, sample: int = 200, seed: int = 0
 ) -> np.ndarray:
     """Cosine of sampled catalog photos to each of their altered copies: (sample * 3,)."""
-    rows = store.db.query("SELECT id, content_hash, path, embedding FROM images")
+    rows = store.repository.image_facts()
     if not rows:
         return np.zeros(0, np.float32)
     rng = np.random.default_rng(seed)
@@ -74,39 +55,40 @@ def same_product_scores(
         chunk = picked[start : start + 32]
         pixels, owners = [], []
         for j, r in enumerate(chunk):
-            image = ProductImage(r["id"], r["content_hash"], r["path"])
-            for copy in altered_copies(store.image_file(image).read_bytes()):
+            for copy in altered_copies(store.image_file(r.image).read_bytes()):
                 out = io.BytesIO()
                 copy.save(out, "PNG")
                 pixels.append(preprocess(out.getvalue()))
                 owners.append(j)
         vectors = encoder.embed(torch.stack(pixels)).cpu().numpy()  # (3B, D)
-        stored = _embeddings([chunk[j] for j in owners], store.dim)
+        stored = _embeddings(store, [chunk[j].id for j in owners])
         scores.append(np.sum(vectors * stored, axis=1))
     return np.concatenate(scores)
 
 
-def _embeddings(rows: Sequence[Any], dim: int) -> np.ndarray:
-    """The stored embeddings of image ``rows`` (with ``id`` and ``embedding``): (N, dim)."""
-    return decode_embeddings([r["id"] for r in rows], [bytes(r["embedding"]) for r in rows], dim)
+def _embeddings(store: ProductStore, image_ids: Sequence[int]) -> np.ndarray:
+    """The stored embeddings of ``image_ids`` (repeats allowed), in their order: (N, D)."""
+    ids, vectors = store.repository.embeddings(sorted(set(image_ids)))
+    row = {int(i): n for n, i in enumerate(ids)}
+    return vectors[[row[i] for i in image_ids]]
 
 
 def other_product_scores(store: ProductStore, sample: int = 2000, seed: int = 0) -> np.ndarray:
     """Cosine of sampled stored photos to the nearest photo of another product: (<= sample,)."""
-    rows = store.db.query("SELECT id, product_id, embedding FROM images")
+    rows = store.repository.image_facts()
     if len(rows) < 2:
         return np.zeros(0, np.float32)
     rng = np.random.default_rng(seed)
     picked = [rows[i] for i in rng.choice(len(rows), min(sample, len(rows)), replace=False)]
-    owner = {r["id"]: r["product_id"] for r in rows}
-    queries = _embeddings(picked, store.dim)
+    owner = {r.id: r.product_id for r in rows}
+    queries = _embeddings(store, [r.id for r in picked])
     scores, ids = store.nearest_images(queries, 21)
     best = []
     for r, row_scores, row_ids in zip(picked, scores, ids, strict=True):
         others = [
             s
             for s, i in zip(row_scores, row_ids, strict=True)
-            if i >= 0 and owner.get(int(i)) != r["product_id"]
+            if i >= 0 and owner.get(int(i)) != r.product_id
         ]
         if others:
             best.append(max(others))
@@ -151,12 +133,3 @@ def recalibrate_other(store: ProductStore) -> MatchThresholds | None:
     thresholds = derive(np.array([old.same_p5]), other)
     save(store, thresholds)
     return thresholds
-
-
-def save(store: ProductStore, thresholds: MatchThresholds) -> None:
-    store.set_meta(META_KEY, json.dumps(asdict(thresholds)))
-
-
-def load(store: ProductStore) -> MatchThresholds | None:
-    raw = store.get_meta(META_KEY)
-    return MatchThresholds(**json.loads(raw)) if raw else None

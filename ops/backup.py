@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from index.db import copied_files, copy_database
 from index.images import StoredPathError, resolve_image_path
 from index.store import ProductStore
 
@@ -72,21 +71,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _backup_sqlite(source: Path, target: Path) -> None:
-    src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)  # all pages in one step: one consistent state
-        dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        problems = [r[0] for r in dst.execute("PRAGMA integrity_check") if r[0] != "ok"]
-        if problems:
-            found = "; ".join(problems[:5])
-            raise ValueError(f"the copy of {source} fails SQLite's integrity check: {found}")
-    finally:
-        dst.close()
-        src.close()
-
-
 def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport:
     """Copy the store at ``store_dir`` into the new directory ``destination`` (absent or empty).
 
@@ -114,11 +98,9 @@ def backup_store(store_dir: str | Path, destination: str | Path) -> BackupReport
         if has_snapshot:
             shutil.copy2(snapshot, partial / ProductStore.SNAPSHOT_NAME)
             _fsync(partial / ProductStore.SNAPSHOT_NAME)
-        _backup_sqlite(database, partial / ProductStore.DB_NAME)
+        copy_database(database, partial / ProductStore.DB_NAME)
         _fsync(partial / ProductStore.DB_NAME)
-        with closing(sqlite3.connect(partial / ProductStore.DB_NAME)) as copy:
-            files = copy.execute("SELECT DISTINCT path, content_hash FROM images").fetchall()
-            products = copy.execute("SELECT count(*) FROM products").fetchone()[0]
+        files, products = copied_files(partial / ProductStore.DB_NAME)
         total, damaged, vanished = (partial / ProductStore.DB_NAME).stat().st_size, [], []
         for rel, content_hash in files:
             try:
