@@ -21,7 +21,6 @@ COPY training ./training
 COPY index ./index
 COPY ops ./ops
 COPY app ./app
-COPY ops ./ops
 COPY lookalike ./lookalike
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
