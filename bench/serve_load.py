@@ -15,7 +15,8 @@ features (geometric re-ranking off, on both sides of the comparison), then measu
 3. the same server with ``max_batch_size=1`` (no batching) at the highest concurrency;
 4. the batched server at half its peak rate (open loop, Poisson arrivals): p99 / p50;
 5. where the CPU goes: the server's CPU time per search (all its threads: HTTP, decoding, the
-   encoder, FAISS) and the load generator's, both from the kernel's accounting of each process,
+   encoder, FAISS; and of it the event loop's thread: HTTP, parsing, the app, JSON) and the load
+   generator's, both from the kernel's accounting of each process,
    against the CPU time per search of the in-process ceiling (1 torch thread, so that time is
    the work itself, not threads waiting for each other).
 
@@ -88,10 +89,18 @@ def _ceiling(
         return total / (time.perf_counter() - started), cpu_ms
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process so far (all its threads), or of one of its threads (the
+    main thread's id is the process id: the server's event loop), from /proc."""
+    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The highest resident memory of a process so far (VmHWM), MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def batch_stats(base: str) -> tuple[float, float]:
@@ -189,11 +198,12 @@ def main() -> None:
         )
         print(
             "| server | concurrency | QPS | x ceiling | p50 ms | p95 ms | p99 ms | mean batch "
-            "| server CPU ms/search | load generator CPU ms/search |"
+            "| server CPU ms/search | of it, event loop | load generator CPU ms/search |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         rows: dict[tuple[str, int], float] = {}
         cpu_rows: dict[tuple[str, int], float] = {}
+        peaks: dict[str, float] = {}
         settings = {
             "LOOKALIKE_MAX_BATCH_SIZE": str(args.batch_size),
             "LOOKALIKE_MAX_WAIT_MS": str(args.wait_ms),
@@ -207,9 +217,11 @@ def main() -> None:
                 for c in concurrencies:
                     before = batch_stats(base)
                     server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
+                    loop_cpu = cpu_seconds(server.pid, server.pid)
                     qps, ms = asyncio.run(closed_loop(base, photos, c, args.requests, args.body))
                     server_cpu = (cpu_seconds(server.pid) - server_cpu) * 1000 / (args.requests + 4)
                     client_cpu = (time.process_time() - client_cpu) * 1000 / (args.requests + 4)
+                    loop_cpu = (cpu_seconds(server.pid, server.pid) - loop_cpu) * 1000 / (args.requests + 4)
                     after = batch_stats(base)
                     mean_batch = (after[0] - before[0]) / max(after[1] - before[1], 1)
                     rows[name, c] = qps
@@ -217,9 +229,10 @@ def main() -> None:
                     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
                     print(
                         f"| {name} | {c} | {qps:.1f} | {qps / top:.2f} | {p50:.0f} | {p95:.0f} | {p99:.0f} | "
-                        f"{mean_batch:.1f} | {server_cpu:.1f} | {client_cpu:.1f} |",
+                        f"{mean_batch:.1f} | {server_cpu:.1f} | {loop_cpu:.1f} | {client_cpu:.1f} |",
                         flush=True,
                     )
+                peaks[name] = peak_rss_mib(server.pid)
                 if name == "batched":
                     peak = max(rows["batched", c] for c in levels)
                     half = asyncio.run(open_loop(base, photos, peak / 2, args.requests, args.body))
@@ -233,6 +246,7 @@ def main() -> None:
             f"server CPU per search, batched at concurrency {c}: {cpu_rows['batched', c]:.1f} ms = "
             f"{cpu_rows['batched', c] / work_ms:.2f} x the in-process work ({work_ms:.1f} ms; goal <= 1.3)"
         )
+        print("server peak RSS: " + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in peaks.items()))
         print(
             f"at half the peak rate ({peak / 2:.1f}/s, open loop): p50 {h50:.0f} ms, p99 {h99:.0f} ms, "
             f"p99/p50 {h99 / h50:.2f} (goal <= 3)"

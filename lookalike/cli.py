@@ -108,10 +108,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    if list(sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+    command = list(sys.argv[1:] if argv is None else argv)[:1]
+    if command == ["serve"]:
         from app.memory import limit_arenas
 
         limit_arenas()  # before _parser() imports torch, whose threads would fix glibc's arena count
+    if command and command[0] in ("serve", "build", "train"):
+        from encoder.allocator import tune_allocator
+
+        tune_allocator()  # big blocks stay in the heap: docs/BENCHMARKS.md, "glibc's allocator"
     args = _parser().parse_args(argv)
     try:
         args.run(args)
