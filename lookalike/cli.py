@@ -10,6 +10,7 @@ lookalike eval   ...   measure retrieval quality of an encoder (training/)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -108,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Before torch loads OpenMP: its idle threads sleep instead of spinning, which on a busy machine
+    # cost 9x the CPU of the work (docs/BENCHMARKS.md, "OpenMP threads"); OMP_WAIT_POLICY=active wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     command = list(sys.argv[1:] if argv is None else argv)[:1]
     if command == ["serve"]:
         from app.memory import limit_arenas

@@ -20,7 +20,7 @@ from encoder.allocator import wanted
 
 BLOCK = 64 << 20  # over glibc's largest dynamic mmap threshold (32 MiB): mapped unless tuned
 PROBE = f"""
-import atexit, ctypes, runpy, sys
+import atexit, ctypes, os, runpy, sys
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
@@ -35,7 +35,7 @@ def probe():
     block = libc.malloc({BLOCK})
     mapped = libc.mallinfo2().hblkhd - before
     libc.free(ctypes.c_void_p(block))
-    sys.stdout.write(f"\\nmapped {{mapped}}\\n")
+    sys.stdout.write(f"\\nmapped {{mapped}}\\nomp {{os.environ.get('OMP_WAIT_POLICY')}}\\n")
     sys.stdout.flush()
 
 atexit.register(probe)
@@ -49,9 +49,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def mapped_bytes(command: str, **env: str) -> int:
-    """Bytes mapped for a 64 MiB block in the process of ``lookalike <command> --help``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "LOOKALIKE_MALLOC"))}
+def probe(command: str, **env: str) -> str:
+    """What the probe printed at the exit of ``lookalike <command> --help``."""
+    drop = ("MALLOC_", "LOOKALIKE_MALLOC", "OMP_WAIT_POLICY")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, command, "--help"],
         env={**clean, **env},
@@ -60,7 +61,12 @@ def mapped_bytes(command: str, **env: str) -> int:
         timeout=300,
         check=True,
     )
-    return int(re.findall(r"^mapped (\d+)$", done.stdout, re.M)[-1])
+    return done.stdout
+
+
+def mapped_bytes(command: str, **env: str) -> int:
+    """Bytes mapped for a 64 MiB block in the process of ``lookalike <command> --help``."""
+    return int(re.findall(r"^mapped (\d+)$", probe(command, **env), re.M)[-1])
 
 
 @pytest.mark.parametrize("command", ["serve", "build", "train"])
@@ -81,3 +87,9 @@ def test_the_operators_own_glibc_variables_win() -> None:
     assert not wanted({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=65536"})
     assert not wanted({"LOOKALIKE_MALLOC_TUNING": "off"})
     assert wanted({}) and wanted({"LOOKALIKE_MALLOC_TUNING": "true"})
+
+
+def test_openmp_threads_sleep_when_idle_unless_told_otherwise() -> None:
+    """torch reads OMP_WAIT_POLICY when it loads; the command sets it first (the probe runs after)."""
+    assert "\nomp PASSIVE\n" in probe("serve")
+    assert "\nomp active\n" in probe("serve", OMP_WAIT_POLICY="active")
