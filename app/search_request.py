@@ -123,7 +123,7 @@ async def read_search(
             415,
             "unsupported_media_type",
             "send the photo as multipart/form-data (field image) or as the request body with "
-            f"Content-Type {', '.join(RAW_TYPES)}; got {kind or 'no Content-Type'}",
+            f"Content-Type {', '.join(RAW_TYPES)}; got {kind[:100] or 'no Content-Type'}",
         )
     form = await _form(request, kind, max_bytes)
     try:
