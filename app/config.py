@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     malloc_tuning: bool = Field(
         True,
         description="glibc keeps big blocks in its heap instead of a mapping each (encoder/allocator.py); "
-        "read from the environment at the start of `lookalike serve`, `build` and `train`",
+        "read from the environment at the start of `lookalike build` and `train`",
     )
     host: str = Field("127.0.0.1", description="address `lookalike serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="port `lookalike serve` binds")

@@ -9,8 +9,8 @@ kernel than in the model (docs/BENCHMARKS.md, "glibc's allocator").
 
 ``tune_allocator`` turns both off (``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD,
 1 GiB)``): freed activations are reused from the heap by the next batch. The cost is memory: the
-heap keeps its peak (a server also trims every 30 s, ``app/memory.py``). Called first thing by
-``lookalike serve``, ``build`` and ``train`` (``lookalike/cli.py``); ``LOOKALIKE_MALLOC_TUNING=off``
+heap keeps its peak. Called first thing by ``lookalike build`` and ``train`` (``lookalike/cli.py``;
+not by ``serve``, where no gain was measured); ``LOOKALIKE_MALLOC_TUNING=off``
 leaves glibc's defaults, and so do the ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` variables
 (or glibc tunables) when set: what the operator wrote wins.
 """

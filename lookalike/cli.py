@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from app.memory import limit_arenas
 
         limit_arenas()  # before _parser() imports torch, whose threads would fix glibc's arena count
-    if command and command[0] in ("serve", "build", "train"):
+    if command and command[0] in ("build", "train"):  # serve: no gain measured (BENCHMARKS.md)
         from encoder.allocator import tune_allocator
 
         tune_allocator()  # big blocks stay in the heap: docs/BENCHMARKS.md, "glibc's allocator"
