@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="comma-separated origins allowed to call the API from a browser"
     )
+    malloc_tuning: bool = Field(
+        True,
+        description="glibc keeps big blocks in its heap instead of a mapping each (encoder/allocator.py); "
+        "read from the environment at the start of `lookalike build` and `train`",
+    )
     host: str = Field("127.0.0.1", description="address `lookalike serve` binds")
     port: int = Field(8000, ge=1, le=65535, description="port `lookalike serve` binds")
 

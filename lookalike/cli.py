@@ -10,6 +10,7 @@ lookalike eval   ...   measure retrieval quality of an encoder (training/)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -108,10 +109,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    if list(sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+    # Before torch loads OpenMP: its idle threads sleep instead of spinning, which on a busy machine
+    # cost 9x the CPU of the work (docs/BENCHMARKS.md, "OpenMP threads"); OMP_WAIT_POLICY=active wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    command = list(sys.argv[1:] if argv is None else argv)[:1]
+    if command == ["serve"]:
         from app.memory import limit_arenas
 
         limit_arenas()  # before _parser() imports torch, whose threads would fix glibc's arena count
+    if command and command[0] in ("build", "train"):  # serve: no gain measured (BENCHMARKS.md)
+        from encoder.allocator import tune_allocator
+
+        tune_allocator()  # big blocks stay in the heap: docs/BENCHMARKS.md, "glibc's allocator"
     args = _parser().parse_args(argv)
     try:
         args.run(args)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import EmbedderDep, ProductId, QueryFilter, RerankDep, SettingsDep, StoreDep, ThresholdsDep
+from app.deps import ProductId, QueryFilter, RuntimeDep, SettingsDep, StoreDep, ThresholdsDep
 from app.errors import ApiError, ProductNotFound
 from app.forms import json_object_field
+from app.json_answer import json_answer
 from app.schemas import ErrorResponse, SearchResponse, SearchResult
-from app.uploads import RETRY_AFTER, read_upload, search_upload
+from app.search_request import MAX_K, SearchParams, openapi_extra, read_search
+from app.uploads import RETRY_AFTER, search_upload
 from encoder import Crop
 from index import ProductStore, QueryTimeout, SearchFilter, TextHit, TextQueryError
 from index.fusion import reciprocal_rank_fusion
@@ -20,7 +23,6 @@ from index.rerank import answer_scores
 from index.text_query import text_words
 
 router = APIRouter(tags=["search"])
-MAX_K = 100
 FUSION_DEPTH = 50  # each ranking contributes this many candidates (at least 2k) to the fusion
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -51,63 +53,53 @@ def _text_hits(store: ProductStore, q: str, k: int, wanted: SearchFilter, timeou
         ) from exc
 
 
-@router.post("/search", response_model=SearchResponse, responses=_ERRORS)
-async def search(
-    store: StoreDep,
-    thresholds: ThresholdsDep,
-    embedder: EmbedderDep,
-    settings: SettingsDep,
-    reranking: RerankDep,
-    image: Annotated[UploadFile, File(description="the shopper's photo (JPEG, PNG, WebP, GIF or BMP)")],
-    k: Annotated[int, Form(ge=1, le=MAX_K, description="how many products to return")] = 10,
-    category: Annotated[str | None, Form(max_length=200, description="only this category")] = None,
-    min_price: Annotated[float | None, Form(ge=0, description="only products at least this price")] = None,
-    max_price: Annotated[float | None, Form(ge=0, description="only products at most this price")] = None,
-    attributes: Annotated[
-        str | None, Form(description='JSON object: attributes that must be equal, e.g. {"colour": "red"}')
-    ] = None,
-    crop: Annotated[
-        str | None,
-        Form(
-            description="x,y,w,h as fractions of the photo: the region the shopper marked (0.2,0.1,0.5,0.6)",
-        ),
-    ] = None,
-    min_score: Annotated[
-        float, Form(ge=-1, le=1, description="leave out results whose score (see results) is below this")
-    ] = -1.0,
-    q: Annotated[
-        str | None, Form(max_length=200, description="words too: the two rankings are fused (RRF)")
-    ] = None,
-) -> SearchResponse:
-    """The ``k`` products whose photos look most like the uploaded one, optionally filtered; with
-    ``q`` as well, image similarity and text relevance are fused by reciprocal rank. Where the
-    store keeps local features, the photos that match the upload geometrically come first
-    (``inliers``, docs/MATCHING.md)."""
-    started = time.perf_counter()
+def _search_options(params: SearchParams) -> tuple[SearchParams, SearchFilter, Crop | None]:
+    """The search's filter and crop; 422 for an inconsistent filter, a bad crop or too many words
+    (checked before the photo is read)."""
     try:
         wanted = SearchFilter(
-            category or None,
-            min_price,
-            max_price,
-            json_object_field(attributes, "attributes", "invalid_filter"),
+            params.category or None,
+            params.min_price,
+            params.max_price,
+            json_object_field(params.attributes, "attributes", "invalid_filter"),
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_filter", str(exc)) from exc
     try:
-        region = Crop.parse(crop) if crop else None
+        region = Crop.parse(params.crop) if params.crop else None
     except ValueError as exc:
         raise ApiError(422, "invalid_crop", str(exc)) from exc
-    if q:
-        _check_words(q)
-    data = await read_upload(image, settings.max_upload_bytes)
+    if params.q:
+        _check_words(params.q)
+    return params, wanted, region
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    responses=_ERRORS,
+    openapi_extra=openapi_extra(),
+)
+async def search(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
+    """The ``k`` products whose photos look most like the uploaded one, optionally filtered; with
+    ``q`` as well, image similarity and text relevance are fused by reciprocal rank. Where the
+    store keeps local features, the photos that match the upload geometrically come first
+    (``inliers``, docs/MATCHING.md).
+
+    The photo comes as the field ``image`` of a multipart form (the parameters as fields), or as
+    the whole body with ``Content-Type: image/jpeg``, ``image/png`` or ``image/webp`` (the
+    parameters in the query string)."""
+    started = time.perf_counter()
+    data, (params, wanted, region) = await read_search(request, settings.max_upload_bytes, _search_options)
+    store, thresholds, q, k = runtime.store, runtime.thresholds, params.q, params.k
     depth = max(2 * k, FUSION_DEPTH) if q else k
-    found = await search_upload(embedder, data, depth, wanted, region, reranking)
-    scored = [(h, s) for h, s in zip(found, answer_scores(found), strict=True) if s >= min_score]
+    found = await search_upload(runtime.embedder, data, depth, wanted, region, runtime.rerank)
+    scored = [(h, s) for h, s in zip(found, answer_scores(found), strict=True) if s >= params.min_score]
     hits = [h for h, _ in scored]
     if not q:
         results = [SearchResult.from_hit(h, thresholds, s) for h, s in scored]
-        return SearchResponse(
-            results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint
+        return json_answer(
+            SearchResponse(results=results, took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint)
         )
     texts = await run_in_threadpool(_text_hits, store, q, depth, wanted, settings.text_query_timeout_ms)
     by_image = {h.product.id: h for h in hits}
@@ -119,8 +111,13 @@ async def search(
         else SearchResult.from_product(by_text[pid], score)
         for pid, score in fused
     ]
-    return SearchResponse(
-        results=results, ranking="fused", took_ms=_ms_since(started), encoder_fingerprint=store.fingerprint
+    return json_answer(
+        SearchResponse(
+            results=results,
+            ranking="fused",
+            took_ms=_ms_since(started),
+            encoder_fingerprint=store.fingerprint,
+        )
     )
 
 
