@@ -27,7 +27,17 @@ class Settings(BaseSettings):
         "from (empty: the folders holding encoder_path and store_dir)",
     )
     sync_interval_s: float = Field(
-        1.0, gt=0, le=3600, description="with database_url: how often FAISS applies other replicas' writes"
+        1.0,
+        gt=0,
+        le=3600,
+        description="with database_url or workers > 1: how often FAISS applies other processes' writes",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes `lookalike serve` runs on one port, each with its own encoder, batcher and "
+        'FAISS copy (docs/OPERATIONS.md, "Workers")',
     )
     api_keys: str = Field("", description="comma-separated keys accepted in X-API-Key for writes")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")

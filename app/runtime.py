@@ -134,7 +134,8 @@ def open_runtime(
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_policy=settings.duplicate_policy,
         database_url=database_url or None,
-        sync_interval_s=settings.sync_interval_s if database_url else None,
+        # other processes write too: replicas over PostgreSQL, or workers sharing this SQLite store
+        sync_interval_s=settings.sync_interval_s if database_url or settings.workers > 1 else None,
     )
     try:
         embedder = Embedder(

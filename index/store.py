@@ -1,14 +1,15 @@
 """ProductStore: the catalog's source of truth (SQLite, or PostgreSQL) and its search cache (FAISS).
 
-Lock discipline: one writer at a time (``_write_lock``, and the database's writer lock across
-processes) does its commit, then the FAISS update; searches share the FAISS index under a
-readers-writer lock; SQL reads each borrow a connection of their own. A write is acknowledged
-only after its commit, and every change to the vector set is logged in ``changes`` in the same
-transaction, so a crash afterwards loses nothing: start-up loads the FAISS snapshot and replays
-the newer changes. For the same reason a FAISS update or snapshot that fails after the commit
-does not fail the write: the store reports itself degraded and retries in the background.
-FAISS applies changes from the log only, so several stores (server replicas) sharing one
-PostgreSQL database stay in step by calling ``sync()`` now and then.
+Lock discipline: one writer at a time (``_write_lock``, over threads and the processes sharing the
+store directory, and the database's writer lock across replicas) does its commit, then the FAISS
+update; searches share the FAISS index under a readers-writer lock; SQL reads each borrow a
+connection of their own. A write is acknowledged only after its commit, and every change to the
+vector set is logged in ``changes`` in the same transaction, so a crash afterwards loses nothing:
+start-up loads the FAISS snapshot and replays the newer changes. For the same reason a FAISS
+update or snapshot that fails after the commit does not fail the write: the store reports itself
+degraded and retries in the background. FAISS applies changes from the log only, so several
+stores (server replicas sharing one PostgreSQL database, or server workers sharing one SQLite
+store) stay in step by calling ``sync()`` now and then.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +60,7 @@ from index.rwlock import ReadWriteLock
 from index.sync import ChangeFollower
 from index.text_query import text_words
 from index.vectors import SnapshotError, VectorIndex, read_snapshot, write_snapshot
+from index.write_lock import StoreWriteLock
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = "2"  # 2: image_features (local features for the geometric re-ranking)
@@ -133,7 +134,7 @@ class ProductStore:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.db = open_database(self.directory / self.DB_NAME, database_url)
-        self._write_lock = threading.Lock()
+        self._write_lock = StoreWriteLock(self.directory)
         self._vectors_lock = ReadWriteLock()
         self.fingerprint, self.dim = self._check_encoder(fingerprint, dim)
         self._index_text_once()
@@ -145,8 +146,9 @@ class ProductStore:
         if duplicate_policy not in ("off", "report", "refuse"):
             raise ValueError(f"duplicate_policy must be off, report or refuse, not {duplicate_policy!r}")
         self.duplicate_threshold, self.duplicate_policy = duplicate_threshold, duplicate_policy
-        for stale in self.directory.glob(f".{self.SNAPSHOT_NAME}.*.tmp"):
-            stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
+        with self._write_lock:  # not one another process sharing the directory is writing now
+            for stale in self.directory.glob(f".{self.SNAPSHOT_NAME}.*.tmp"):
+                stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
         self._vectors, self._snapshot_seq, self._applied_seq = self._load_vectors()
         self._stale = False  # a catch-up failed midway: FAISS may hold part of a batch until reloaded
         self._snapshot_owed = False  # a snapshot write failed: the next catch-up writes one

@@ -23,6 +23,12 @@ def _serve_parser(add_help: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url", default=None, help="postgresql://... (default: LOOKALIKE_DATABASE_URL, else SQLite)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes on the port (default: LOOKALIKE_WORKERS or 1)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="json: one object a line"
@@ -43,9 +49,15 @@ def _serve(args: argparse.Namespace) -> None:
         "database_url": args.database_url,
         "host": args.host,
         "port": args.port,
+        "workers": args.workers,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     log_config = configure_logging(args.log_level, args.log_format)
+    if settings.workers > 1:  # each worker builds its app from the settings it is handed
+        from app.workers import serve_workers
+
+        serve_workers(settings, args.log_level, log_config)
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,
