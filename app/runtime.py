@@ -148,6 +148,7 @@ def open_runtime(
             max_queue=settings.max_queue,
             timeout_s=settings.request_timeout_s,
             decode_timeout_s=settings.decode_timeout_s,
+            gpu_decode=None if settings.gpu_decode else False,  # None: on CUDA
         )
         thresholds = load_thresholds(store)
         rerank = rerank_options(settings, store.rerank_options)
