@@ -52,6 +52,7 @@ class Row:
     gpu_util_pct: float | None
     gpu_mem_mib: float | None
     rss_per_worker_mib: float
+    rss_total_mib: float  # the supervising process and its workers
 
     def markdown(self) -> str:
         util = "n/a" if self.gpu_util_pct is None else f"{self.gpu_util_pct:.0f}"
@@ -59,13 +60,13 @@ class Row:
         return (
             f"| {self.model} | {self.workers} | {self.clients} x {self.connections} | {self.qps:,.0f} | "
             f"{self.p50_ms:.1f} | {self.p99_ms:.1f} | {self.errors} | {util} | {mem} | "
-            f"{self.rss_per_worker_mib:,.0f} |"
+            f"{self.rss_per_worker_mib:,.0f} | {self.rss_total_mib:,.0f} |"
         )
 
 
 HEADER = (
     "| model | workers | clients x connections | searches/s | p50 ms | p99 ms | errors | GPU util % "
-    "| GPU memory MiB | RSS per worker MiB |\n|---|---|---|---|---|---|---|---|---|---|"
+    "| GPU memory MiB | RSS per worker MiB | RSS in all MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -232,13 +233,26 @@ def measure(
         util, mem = gpu_summary(sampler)
         pids = descendants(server.pid) if workers > 1 else [server.pid]
         rss = max(rss_mib(p) for p in pids)
+        rss_total = sum(rss_mib(p) for p in {server.pid, *pids})
     latencies = np.array([x for r in results for x in r[0]]) * 1000
     errors = sum(r[1] for r in results)
     began, ended = min(r[2] for r in results), max(r[3] for r in results)
     qps = len(latencies) / (ended - began) if len(latencies) else 0.0
     p50, p99 = np.percentile(latencies, [50, 99]).tolist() if len(latencies) else [float("nan")] * 2
     return Row(
-        model, workers, args.clients, args.connections, qps, p50, p99, len(latencies), errors, util, mem, rss
+        model,
+        workers,
+        args.clients,
+        args.connections,
+        qps,
+        p50,
+        p99,
+        len(latencies),
+        errors,
+        util,
+        mem,
+        rss,
+        rss_total,
     )
 
 

@@ -52,8 +52,8 @@ class JpegPlan:
 def plan_jpeg(data: bytes, max_pixels: int, crop: Crop | None = None) -> JpegPlan | None:
     """The plan for decoding ``data`` on the GPU, from its header alone; None for anything the CPU
     path should handle (and answer for): another format, a file that does not end where a JPEG
-    ends (truncated, or bytes after it), an unreadable header, more than
-    ``max_pixels`` or ``GPU_MAX_PIXELS``, an unusable shape of the photo or of ``crop``."""
+    ends (truncated, or bytes after it), an unreadable header, more than ``max_pixels`` or
+    ``GPU_MAX_PIXELS``, an unusable shape of the photo or of ``crop``."""
     if sniff_format(data) != "jpeg" or not data.endswith(_END_OF_IMAGE):
         return None  # a truncated JPEG: Pillow refuses it, a GPU decoder might fill in grey
     try:

@@ -41,7 +41,6 @@ def _serve(args: argparse.Namespace) -> None:
 
     from app.config import Settings
     from app.logs import configure_logging
-    from app.main import create_app
 
     overrides = {
         "encoder_path": args.encoder,
@@ -58,6 +57,8 @@ def _serve(args: argparse.Namespace) -> None:
 
         serve_workers(settings, args.log_level, log_config)
         return
+    from app.main import create_app  # torch and the rest: not in the supervisor of several workers
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -120,11 +121,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    if list(sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["serve"]:
         from app.memory import limit_arenas
 
-        limit_arenas()  # before _parser() imports torch, whose threads would fix glibc's arena count
-    args = _parser().parse_args(argv)
+        limit_arenas()  # before anything imports torch, whose threads would fix glibc's arena count
+        # the serve options alone: the supervisor of several workers never imports torch (~0.7 GiB)
+        text = "serve the search API and the storefront"
+        serve = argparse.ArgumentParser(prog="lookalike serve", parents=[_serve_parser()], description=text)
+        args = serve.parse_args(given[1:])
+        args.command, args.run = "serve", _serve
+    else:
+        args = _parser().parse_args(argv)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError) as exc:  # a user's mistake: say it plainly

@@ -69,6 +69,7 @@ def test_two_workers_follow_each_others_writes(tiny_encoder_path: Path, store_di
         assert r.status_code == 201, r.text
         writer, product_id = r.headers[WORKER_HEADER], r.json()["id"]
         assert writer != str(server.pid)  # answered by a worker, not the supervising process
+        assert "libtorch" not in Path(f"/proc/{server.pid}/maps").read_text()  # which stays light
 
         found = every_worker_agrees(base, 40, lambda skus: skus[:1] == ["NEW-40"])
         assert len(found) == 2 and writer in found  # the other worker followed the change log
