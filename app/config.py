@@ -27,10 +27,23 @@ class Settings(BaseSettings):
         "from (empty: the folders holding encoder_path and store_dir)",
     )
     sync_interval_s: float = Field(
-        1.0, gt=0, le=3600, description="with database_url: how often FAISS applies other replicas' writes"
+        1.0,
+        gt=0,
+        le=3600,
+        description="with database_url or workers > 1: how often FAISS applies other processes' writes",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes `lookalike serve` runs on one port, each with its own encoder, batcher and "
+        'FAISS copy (docs/OPERATIONS.md, "Workers")',
     )
     api_keys: str = Field("", description="comma-separated keys accepted in X-API-Key for writes")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    gpu_decode: bool = Field(
+        True, description="with the encoder on CUDA: decode JPEG uploads there, a batch at a time"
+    )
     max_batch_size: int = Field(32, ge=1, le=1024, description="most images per encoder forward")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a request waits for others")
     max_queue: int = Field(256, ge=1, description="images that may wait for the encoder; more get 503")

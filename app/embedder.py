@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from app.batching import MicroBatcher, Overloaded
-from encoder import Crop, Encoder, Preprocessor
+from encoder import Crop, Encoder, ImageDecodeError, Preprocessor
+from encoder.gpu_decode import GpuInput, JpegPlan, decode_jpegs, plan_jpeg
 from encoder.local_features import LocalFeatures, extract_features
 from index import ProductStore, SearchFilter, SearchHit
 
@@ -25,9 +26,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class _Job:
-    pixels: torch.Tensor  # (3, S, S)
+    pixels: torch.Tensor | None  # (3, S, S); None: ``jpeg`` is decoded with its batch on the GPU
     k: int = 0  # 0: embed only
     filter: SearchFilter | None = None
+    jpeg: JpegPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class Embedder:
 
     Concurrent calls share one encoder forward, and the unfiltered searches among them one FAISS
     search over all their queries (FAISS answers a batch far faster than one query at a time).
-    On CUDA the forward runs under autocast (bf16 where supported, else fp16) from pinned memory.
+    On CUDA the forward runs under autocast (bf16 where supported, else fp16) from pinned memory,
+    and ``gpu_decode`` (by default: on CUDA) decodes the batch's JPEGs there too
+    (``encoder.gpu_decode``); other photos, and those the GPU decoder refuses, go the CPU way.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class Embedder:
         max_queue: int = 0,
         timeout_s: float | None = None,
         decode_timeout_s: float | None = None,
+        gpu_decode: bool | None = None,
     ) -> None:
         self.encoder = encoder.eval()
         self.store = store
@@ -63,6 +68,9 @@ class Embedder:
         self.max_queue = max_queue  # images decoding + waiting for the encoder; 0: unbounded
         self.preprocess = Preprocessor(encoder.config, max_image_pixels)
         self.device = next(encoder.parameters()).device
+        self.gpu_decode = self.device.type == "cuda" if gpu_decode is None else gpu_decode
+        cfg = encoder.config
+        self.gpu_input = GpuInput(cfg.image_size, cfg.mean, cfg.std)
         self.batcher: MicroBatcher[_Job, Answer] = MicroBatcher(
             self._run_batch, max_batch_size, max_wait_ms, on_batch, max_queue
         )
@@ -78,12 +86,50 @@ class Embedder:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
+    def _inputs(self, jobs: list[_Job]) -> list[torch.Tensor | Exception]:
+        """Each job's (3, S, S) input: decoded in the pool already, or its JPEG now, with the
+        batch's others on the device; one the device refuses is decoded by the CPU path, which
+        raises the answer's ``ImageDecodeError`` for a bad file."""
+        plans = [j.jpeg for j in jobs if j.jpeg is not None]
+        decoded = iter(decode_jpegs(plans, self.device))
+        inputs: list[torch.Tensor | Exception] = []
+        for job in jobs:
+            if job.jpeg is None:
+                assert job.pixels is not None
+                inputs.append(job.pixels)
+                continue
+            pixels = next(decoded)
+            try:
+                if pixels is not None:
+                    inputs.append(self.gpu_input(pixels, job.jpeg))
+                else:
+                    inputs.append(self.preprocess(job.jpeg.data, job.jpeg.crop))
+            except ImageDecodeError as exc:
+                inputs.append(exc)
+        return inputs
+
     def _run_batch(self, jobs: list[_Job]) -> list[Answer | Exception]:
+        """The inputs of ``jobs``, then ``_embed_and_search`` of those that have one (a photo that
+        could not be decoded fails its own request only)."""
+        inputs = self._inputs(jobs)
+        ready = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor)]
+        results: dict[int, Answer | Exception] = {
+            i: x for i, x in enumerate(inputs) if isinstance(x, Exception)
+        }
+        if ready:
+            tensors = [x for x in inputs if isinstance(x, torch.Tensor)]  # in the order of ready
+            results.update(zip(ready, self._embed_and_search([jobs[i] for i in ready], tensors), strict=True))
+        return [results[i] for i in range(len(jobs))]
+
+    def _embed_and_search(self, jobs: list[_Job], inputs: list[torch.Tensor]) -> list[Answer | Exception]:
         """One forward for all ``jobs`` (its failure fails them all); then the searches, whose
         failures stay with the requests that asked for them (a filter is each request's own)."""
-        pixels = torch.stack([j.pixels for j in jobs])  # (B, 3, S, S)
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        if all(x.device.type == "cpu" for x in inputs):
+            pixels = torch.stack(inputs)  # (B, 3, S, S)
+            if self.device.type == "cuda":
+                pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        else:  # some were decoded on the device already
+            pixels = torch.stack([x.to(self.device, non_blocking=True) for x in inputs])
         with self._autocast():
             vectors = self.encoder.embed(pixels).cpu().numpy()  # (B, D) float32
         hits: list[list[SearchHit] | Exception | None] = [None] * len(jobs)
@@ -134,9 +180,18 @@ class Embedder:
         except asyncio.TimeoutError:
             raise Overloaded(f"the image was not decoded within {self.decode_timeout_s:g} s") from None
 
+    def _plan_or_decode(self, data: bytes, crop: Crop | None) -> torch.Tensor | JpegPlan:
+        """A JPEG's plan for the device, when it has one; else the CPU path's pixels."""
+        return plan_jpeg(data, self.preprocess.max_pixels, crop) or self.preprocess(data, crop)
+
     async def _submit(self, data: bytes, crop: Crop | None, k: int, filter: SearchFilter | None) -> Answer:
-        pixels = await self._decode(self.preprocess, data, crop)
-        return await self.batcher.submit(_Job(pixels, k, filter), self.timeout_s)
+        if not self.gpu_decode:
+            pixels = await self._decode(self.preprocess, data, crop)
+            return await self.batcher.submit(_Job(pixels, k, filter), self.timeout_s)
+        prepared = await self._decode(self._plan_or_decode, data, crop)
+        if isinstance(prepared, JpegPlan):
+            return await self.batcher.submit(_Job(None, k, filter, prepared), self.timeout_s)
+        return await self.batcher.submit(_Job(prepared, k, filter), self.timeout_s)
 
     async def embed_bytes(self, data: bytes, crop: Crop | None = None) -> np.ndarray:
         """Raises ``ImageDecodeError`` for bytes that are not a usable image, ``Overloaded`` when

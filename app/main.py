@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from app.body_limit import BodySizeLimit
 from app.config import Settings
@@ -25,6 +26,7 @@ from app.request_id import RequestId
 from app.routes import admin, health, products, search
 from app.security_headers import PAGE_POLICY, SecurityHeaders
 from app.swap import Swapper
+from app.workers import WorkerHeader, WorkerLabelled, worker_id
 
 log = logging.getLogger("lookalike")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -76,13 +78,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestId)  # outermost: every answer carries the id, 413s and CORS too
+    exposed: Collector = metrics.registry
+    if settings.workers > 1:  # one of several processes on the port (app/workers.py)
+        exposed = WorkerLabelled(metrics.registry, worker_id())
+        app.add_middleware(WorkerHeader, worker=worker_id())
     for module in (search, products, health, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     def storefront() -> FileResponse:

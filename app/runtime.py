@@ -134,7 +134,8 @@ def open_runtime(
         duplicate_threshold=settings.duplicate_threshold,
         duplicate_policy=settings.duplicate_policy,
         database_url=database_url or None,
-        sync_interval_s=settings.sync_interval_s if database_url else None,
+        # other processes write too: replicas over PostgreSQL, or workers sharing this SQLite store
+        sync_interval_s=settings.sync_interval_s if database_url or settings.workers > 1 else None,
     )
     try:
         embedder = Embedder(
@@ -147,6 +148,7 @@ def open_runtime(
             max_queue=settings.max_queue,
             timeout_s=settings.request_timeout_s,
             decode_timeout_s=settings.decode_timeout_s,
+            gpu_decode=None if settings.gpu_decode else False,  # None: on CUDA
         )
         thresholds = load_thresholds(store)
         rerank = rerank_options(settings, store.rerank_options)

@@ -51,6 +51,12 @@ STORE_NOT_FOUND = (
     "`lookalike build`, under LOOKALIKE_RELOAD_ROOTS",
 )
 
+RELOAD_NEEDS_ONE_WORKER = (
+    "reload_needs_one_worker",
+    "this server runs several workers and a reload would switch only the one that took it; "
+    "restart the server with the new LOOKALIKE_ENCODER_PATH and LOOKALIKE_STORE_DIR instead",
+)
+
 
 def _missing_folders(path: Path) -> list[Path]:
     """``path`` and its ancestors that do not exist yet, deepest first."""
@@ -139,6 +145,9 @@ class Swapper:
         or unreadable encoder or store, an encoder the store was not built with, or another
         reload in progress.
         """
+        if self.settings.workers > 1:  # the other workers would go on serving the old pair
+            self.metrics.reloads.labels("refused").inc()
+            raise ReloadRefused(*RELOAD_NEEDS_ONE_WORKER)
         if self._lock.locked():
             self.metrics.reloads.labels("refused").inc()
             raise ReloadRefused("reload_in_progress", "another reload is in progress; try again when it ends")

@@ -25,7 +25,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # factor: without these two bounds an 84-byte 20000x1 PNG becomes a 224 x 4,480,000 resize (4 GB).
 MIN_SIDE = 16  # pixels, of the photo and of a marked region
 MAX_ASPECT = 20.0  # longer side / shorter side, of the photo and of a marked region
-_ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
 class ImageDecodeError(ValueError):
@@ -114,7 +114,7 @@ def decode_image(
             check_shape(width, height)  # either way up
             orientation = _header_orientation(image)
             if orientation is not None:
-                _check_crop(*((height, width) if orientation in _ROTATED else (width, height)), crop)
+                _check_crop(*((height, width) if orientation in ROTATED else (width, height)), crop)
             if draft_size and fmt == "jpeg":
                 # decode finely enough that the cropped region still has the pixels asked for
                 scale = 1.0 if crop is None else min(crop.w, crop.h)

@@ -5,19 +5,20 @@ statement), the vector cache (``index.vectors``, the FAISS lifecycle), search (`
 the image files (``index.images``) and the near-duplicate policy (``index.duplicates``); its
 reads are delegations kept apart in ``index.reads``. What it keeps is the write path and its
 locks: validate -> one transaction -> FAISS catch-up -> maybe snapshot, one writer at a time
-(``_write_lock``, and the database's writer lock across processes). A write is acknowledged
+(``_write_lock``, over threads and the processes sharing the store directory, and the database's
+writer lock across replicas). A write is acknowledged
 only after its commit, and every change to the vector set is logged in the same transaction, so
 a crash afterwards loses nothing: start-up loads the FAISS snapshot and replays the newer
 changes. For the same reason a FAISS update or snapshot that fails after the commit does not
 fail the write: the store reports itself degraded and retries in the background. Several stores
-(server replicas) sharing one PostgreSQL database stay in step by calling ``sync()`` now and then.
+(server replicas sharing one PostgreSQL database, or server workers sharing one SQLite store)
+stay in step by calling ``sync()`` now and then.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,7 @@ from index.search import Searcher
 from index.sync import ChangeFollower
 from index.validation import check_features, checked_changes, checked_embeddings, checked_products
 from index.vectors import RebuildReport, VectorCache, VectorOptions
+from index.write_lock import StoreWriteLock
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class ProductStore(StoreReads):
         self.directory.mkdir(parents=True, exist_ok=True)
         self.db = open_database(self.directory / self.DB_NAME, database_url)
         self.repository = Repository(self.db)
-        self._write_lock = threading.Lock()
+        self._write_lock = StoreWriteLock(self.directory)
         self.use_gpu, self.float16, self.force_tombstones = use_gpu, float16, force_tombstones
         self.gpu_shard = gpu_shard
         try:  # another encoder, a newer schema, a bad option: refused, and nothing left open

@@ -24,6 +24,12 @@ def _serve_parser(add_help: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url", default=None, help="postgresql://... (default: LOOKALIKE_DATABASE_URL, else SQLite)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes on the port (default: LOOKALIKE_WORKERS or 1)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="json: one object a line"
@@ -36,7 +42,6 @@ def _serve(args: argparse.Namespace) -> None:
 
     from app.config import Settings
     from app.logs import configure_logging
-    from app.main import create_app
 
     overrides = {
         "encoder_path": args.encoder,
@@ -44,9 +49,17 @@ def _serve(args: argparse.Namespace) -> None:
         "database_url": args.database_url,
         "host": args.host,
         "port": args.port,
+        "workers": args.workers,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     log_config = configure_logging(args.log_level, args.log_format)
+    if settings.workers > 1:  # each worker builds its app from the settings it is handed
+        from app.workers import serve_workers
+
+        serve_workers(settings, args.log_level, log_config)
+        return
+    from app.main import create_app  # torch and the rest: not in the supervisor of several workers
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -112,16 +125,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Before torch loads OpenMP: its idle threads sleep instead of spinning, which on a busy machine
     # cost 9x the CPU of the work (docs/BENCHMARKS.md, "OpenMP threads"); OMP_WAIT_POLICY=active wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    command = list(sys.argv[1:] if argv is None else argv)[:1]
-    if command == ["serve"]:
-        from app.memory import limit_arenas
-
-        limit_arenas()  # before _parser() imports torch, whose threads would fix glibc's arena count
-    if command and command[0] in ("build", "train"):  # serve: no gain measured (BENCHMARKS.md)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] and given[0] in ("build", "train"):  # serve: no gain measured (BENCHMARKS.md)
         from encoder.allocator import tune_allocator
 
         tune_allocator()  # big blocks stay in the heap: docs/BENCHMARKS.md, "glibc's allocator"
-    args = _parser().parse_args(argv)
+    if given[:1] == ["serve"]:
+        from app.memory import limit_arenas
+
+        limit_arenas()  # before anything imports torch, whose threads would fix glibc's arena count
+        # the serve options alone: the supervisor of several workers never imports torch (~0.7 GiB)
+        text = "serve the search API and the storefront"
+        serve = argparse.ArgumentParser(prog="lookalike serve", parents=[_serve_parser()], description=text)
+        args = serve.parse_args(given[1:])
+        args.command, args.run = "serve", _serve
+    else:
+        args = _parser().parse_args(argv)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError) as exc:  # a user's mistake: say it plainly

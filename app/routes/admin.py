@@ -21,6 +21,7 @@ _STATUS = {
     "invalid_store": 422,
     "encoder_mismatch": 409,
     "reload_in_progress": 409,
+    "reload_needs_one_worker": 409,
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422)}
 

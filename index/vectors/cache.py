@@ -12,10 +12,9 @@ the store takes around each write and this class takes for its own background wo
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,12 +57,13 @@ class VectorCache:
     """The store's FAISS index over image ids, kept in step with the repository's change log."""
 
     def __init__(
-        self, repo: Repository, path: Path, options: VectorOptions, write_lock: threading.Lock
+        self, repo: Repository, path: Path, options: VectorOptions, write_lock: AbstractContextManager[Any]
     ) -> None:
         self.repo, self.path, self.options, self.write_lock = repo, path, options, write_lock
         self.lock = ReadWriteLock()
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
+        with write_lock:  # no other process sharing the directory is writing a snapshot now
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)  # a snapshot write interrupted by a crash
         self._index, self.snapshot_seq, self.applied_seq = self._load()
         self.stale = False  # a catch-up failed midway: FAISS may hold part of a batch until reloaded
         self.snapshot_owed = False  # a snapshot write failed: the next catch-up writes one
