@@ -75,10 +75,10 @@ def build_store(
 ) -> tuple[Path, Path]:
     """A random ``arch`` encoder at ``size`` px and a store of the first ``limit`` catalog rows."""
     import torch
-    from index.build import get_args_parser as build_args
-    from index.build import main as build
 
     from encoder import Encoder, EncoderConfig, save_encoder
+    from ops.build import get_args_parser as build_args
+    from ops.build import main as build
 
     torch.manual_seed(0)
     encoder = work / f"{arch}-{size}.pt"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from index.check import check_store
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from app.config import Settings
 from app.workers import WORKER_HEADER, WorkerLabelled, threads_per_worker, worker_environment
 from index import ProductStore
+from ops.check import check_store
 from tests.app.conftest import API_KEY
 from tests.conftest import image_bytes
 from tests.server import running_server

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index.check import check_store
 
 from index import NewProduct, ProductStore
 from index.write_lock import LOCK_NAME, StoreWriteLock
+from ops.check import check_store
 from tests.conftest import image_bytes
 
 DIM = 8
