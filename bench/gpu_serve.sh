@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Serving on a lent GPU machine: the demo catalog served on CUDA with 1, 4 and 8 workers, driven by
+# Serving on a GPU machine: the demo catalog served on CUDA with 1, 4 and 8 workers, driven by
 # 12 client processes with the demo's photos; searches/s, p50, p99 and GPU utilisation for
 # efficientnet_lite0@224 and resnet50@224 (random weights: speed only). See bench/gpu_serve.py.
 #
