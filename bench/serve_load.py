@@ -103,11 +103,49 @@ def peak_rss_mib(pid: int) -> float:
     return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def batch_stats(base: str) -> tuple[float, float]:
-    text = httpx.get(f"{base}/metrics").text
-    total = float(re.search(r"^lookalike_batch_size_sum ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    count = float(re.search(r"^lookalike_batch_size_count ([\d.e+]+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    return total, count
+def server_pids(pid: int) -> list[int]:
+    """The server and every process under it (with ``--workers N``: the supervisor, its N workers)."""
+    found, todo = [pid], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            children = [int(c) for c in (task / "children").read_text().split()]
+            found += children
+            todo += children
+    return found
+
+
+def tree_cpu_seconds(pid: int, event_loops: bool = False) -> float:
+    """CPU seconds of the server's processes together, or (``event_loops``) of their main threads."""
+    return sum(cpu_seconds(p, p if event_loops else None) for p in server_pids(pid))
+
+
+def wait_for_workers(base: str, workers: int) -> None:
+    """Ask /ready on new connections until ``workers`` distinct workers answered (each loads its
+    own encoder after the first says ready)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 120
+    while workers > 1 and len(seen) < workers and time.monotonic() < deadline:
+        r = httpx.get(f"{base}/ready", timeout=30)
+        if r.status_code == 200 and "x-lookalike-worker" in r.headers:
+            seen.add(r.headers["x-lookalike-worker"])
+        time.sleep(0.05)
+
+
+def batch_stats(base: str, workers: int = 1) -> tuple[float, float]:
+    """(sum, count) of the encoder's batch sizes so far, over all workers: each scrape of /metrics
+    is answered by one worker, so scrape on new connections until every worker has answered."""
+    seen: dict[str, tuple[float, float]] = {}
+    for _ in range(50 * workers):
+        text = httpx.get(f"{base}/metrics").text
+        total = re.search(r"^lookalike_batch_size_sum(\{[^}]*\})? ([\d.e+]+)$", text, re.M)
+        count = re.search(r"^lookalike_batch_size_count(\{[^}]*\})? ([\d.e+]+)$", text, re.M)
+        seen[(total.group(1) or "") if total else ""] = (
+            float(total.group(2)) if total else 0.0,
+            float(count.group(2)) if count else 0.0,
+        )
+        if len(seen) >= workers:
+            break
+    return sum(t for t, _ in seen.values()), sum(c for _, c in seen.values())
 
 
 async def post_search(http: httpx.AsyncClient, base: str, photo: bytes, body: str) -> None:
@@ -174,6 +212,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--wait-ms", type=float, default=5.0)
     parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (serve --workers); CPU summed over all"
+    )
+    parser.add_argument(
         "--body", choices=("form", "raw"), default="form", help="multipart form, or the photo as the body"
     )
     args = parser.parse_args()
@@ -213,16 +254,20 @@ def main() -> None:
             ("batched", settings, levels),
             ("unbatched", unbatched, levels[-1:]),
         ):
+            env = {**env, "LOOKALIKE_WORKERS": str(args.workers)}
             with running_server(encoder_path, store, **env) as (base, server):
+                wait_for_workers(base, args.workers)
                 for c in concurrencies:
-                    before = batch_stats(base)
-                    server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
-                    loop_cpu = cpu_seconds(server.pid, server.pid)
+                    before = batch_stats(base, args.workers)
+                    server_cpu, client_cpu = tree_cpu_seconds(server.pid), time.process_time()
+                    loop_cpu = tree_cpu_seconds(server.pid, event_loops=True)
                     qps, ms = asyncio.run(closed_loop(base, photos, c, args.requests, args.body))
-                    server_cpu = (cpu_seconds(server.pid) - server_cpu) * 1000 / (args.requests + 4)
+                    server_cpu = (tree_cpu_seconds(server.pid) - server_cpu) * 1000 / (args.requests + 4)
                     client_cpu = (time.process_time() - client_cpu) * 1000 / (args.requests + 4)
-                    loop_cpu = (cpu_seconds(server.pid, server.pid) - loop_cpu) * 1000 / (args.requests + 4)
-                    after = batch_stats(base)
+                    loop_cpu = tree_cpu_seconds(server.pid, event_loops=True) - loop_cpu
+                    loop_cpu *= 1000 / (args.requests + 4)
+                    after = batch_stats(base, args.workers)
+                    # with several workers each scrape is one worker's: a sample, not the whole
                     mean_batch = (after[0] - before[0]) / max(after[1] - before[1], 1)
                     rows[name, c] = qps
                     cpu_rows[name, c] = server_cpu
@@ -232,7 +277,7 @@ def main() -> None:
                         f"{mean_batch:.1f} | {server_cpu:.1f} | {loop_cpu:.1f} | {client_cpu:.1f} |",
                         flush=True,
                     )
-                peaks[name] = peak_rss_mib(server.pid)
+                peaks[name] = sum(peak_rss_mib(p) for p in server_pids(server.pid))
                 if name == "batched":
                     peak = max(rows["batched", c] for c in levels)
                     half = asyncio.run(open_loop(base, photos, peak / 2, args.requests, args.body))
