@@ -24,9 +24,9 @@ from app.memory import release_periodically
 from app.metrics import Metrics, RequestMetrics
 from app.request_id import RequestId
 from app.routes import admin, health, products, search
-from app.security_headers import PAGE_POLICY, SecurityHeaders
+from app.security_headers import EVERY_ANSWER, PAGE_POLICY, AnswerHeaders
 from app.swap import Swapper
-from app.workers import WorkerHeader, WorkerLabelled, worker_id
+from app.workers import WORKER_HEADER, WorkerLabelled, worker_id
 
 log = logging.getLogger("lookalike")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -76,12 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(RequestId)  # outermost: every answer carries the id, 413s and CORS too
     exposed: Collector = metrics.registry
+    answer_headers = dict(EVERY_ANSWER)
     if settings.workers > 1:  # one of several processes on the port (app/workers.py)
         exposed = WorkerLabelled(metrics.registry, worker_id())
-        app.add_middleware(WorkerHeader, worker=worker_id())
+        answer_headers[WORKER_HEADER.lower()] = worker_id()  # which worker gave the answer
+    app.add_middleware(AnswerHeaders, headers=answer_headers)
+    app.add_middleware(RequestId)  # outermost: every answer carries the id, 413s and CORS too
     for module in (search, products, health, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -9,6 +9,8 @@ checks), so an injected one would not run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,14 +24,15 @@ PAGE_POLICY = "; ".join(
         "frame-ancestors 'none'",
     )
 )
-_EVERY_ANSWER = {"x-content-type-options": "nosniff", "x-frame-options": "DENY"}
+EVERY_ANSWER = {"x-content-type-options": "nosniff", "x-frame-options": "DENY"}
 
 
-class SecurityHeaders:
-    """ASGI middleware adding ``_EVERY_ANSWER`` to each HTTP response that does not set them."""
+class AnswerHeaders:
+    """ASGI middleware adding fixed ``headers`` (by default ``EVERY_ANSWER``) to each HTTP response
+    that does not set them itself."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str] = EVERY_ANSWER) -> None:
+        self.app, self.headers = app, dict(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,7 +42,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in _EVERY_ANSWER.items():
+                for name, value in self.headers.items():
                     headers.setdefault(name, value)
             await send(message)
 

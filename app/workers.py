@@ -20,7 +20,6 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.memory import ARENAS
@@ -67,25 +66,6 @@ def serve_workers(settings: Settings, log_level: str, log_config: dict[str, Any]
         log_config=log_config,
         limit_concurrency=settings.limit_concurrency,  # per worker
     )
-
-
-class WorkerHeader:
-    """ASGI middleware: every answer says which worker gave it (``X-Lookalike-Worker``)."""
-
-    def __init__(self, app: ASGIApp, worker: str) -> None:
-        self.app, self.header = app, (WORKER_HEADER.lower().encode(), worker.encode())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), self.header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 class WorkerLabelled:
