@@ -24,7 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.errors import ApiError
-from app.uploads import read_upload
+from app.uploads import read_chunks, read_upload
 
 T = TypeVar("T")
 MAX_K = 100
@@ -86,19 +86,6 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, counted as it arrives: 413 past ``max_bytes``, 400 when empty."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, "payload_too_large", f"the image exceeds {max_bytes} bytes")
-        chunks.append(chunk)
-    if size == 0:
-        raise ApiError(400, "empty_upload", "the uploaded image is empty (0 bytes)")
-    return b"".join(chunks)
-
-
 async def _form(request: Request, kind: str, max_bytes: int) -> FormData:
     if kind != "multipart/form-data":
         return await request.form()  # urlencoded: no file can be in it, answered below as missing
@@ -117,7 +104,7 @@ async def read_search(
     kind = media_type(request)
     if kind in RAW_TYPES:
         checked = check(_validated(dict(request.query_params), "query"))
-        return await _read_body(request, max_bytes), checked
+        return await read_chunks(request.stream(), max_bytes), checked  # the raw body
     if kind not in FORM_TYPES:
         raise ApiError(
             415,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -29,8 +29,19 @@ _STATUS = {
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     """The upload's bytes, read in chunks; 413 as soon as it passes ``max_bytes``, 400 when empty."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        while chunk := await upload.read(1024 * 1024):
+            yield chunk
+
+    return await read_chunks(pieces(), max_bytes)
+
+
+async def read_chunks(pieces: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    """An image's bytes as they arrive (an upload's chunks, or a raw request body): 413 as soon as
+    they pass ``max_bytes``, 400 when there are none."""
     chunks, size = [], 0
-    while chunk := await upload.read(1024 * 1024):
+    async for chunk in pieces:
         size += len(chunk)
         if size > max_bytes:
             raise ApiError(413, "payload_too_large", f"the image exceeds {max_bytes} bytes")
