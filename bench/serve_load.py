@@ -41,6 +41,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gpu_serve import descendants, wait_for_workers  # noqa: E402  (bench/, the script's folder)
+
 from encoder import Encoder, EncoderConfig, Preprocessor, load_encoder, save_encoder  # noqa: E402
 from index import ProductStore  # noqa: E402
 from ops.build import get_args_parser as build_args  # noqa: E402
@@ -103,32 +105,9 @@ def peak_rss_mib(pid: int) -> float:
     return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def server_pids(pid: int) -> list[int]:
-    """The server and every process under it (with ``--workers N``: the supervisor, its N workers)."""
-    found, todo = [pid], [pid]
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
-            children = [int(c) for c in (task / "children").read_text().split()]
-            found += children
-            todo += children
-    return found
-
-
 def tree_cpu_seconds(pid: int, event_loops: bool = False) -> float:
     """CPU seconds of the server's processes together, or (``event_loops``) of their main threads."""
-    return sum(cpu_seconds(p, p if event_loops else None) for p in server_pids(pid))
-
-
-def wait_for_workers(base: str, workers: int) -> None:
-    """Ask /ready on new connections until ``workers`` distinct workers answered (each loads its
-    own encoder after the first says ready)."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + 120
-    while workers > 1 and len(seen) < workers and time.monotonic() < deadline:
-        r = httpx.get(f"{base}/ready", timeout=30)
-        if r.status_code == 200 and "x-lookalike-worker" in r.headers:
-            seen.add(r.headers["x-lookalike-worker"])
-        time.sleep(0.05)
+    return sum(cpu_seconds(p, p if event_loops else None) for p in [pid, *descendants(pid)])
 
 
 def batch_stats(base: str, workers: int = 1) -> tuple[float, float]:
@@ -277,7 +256,7 @@ def main() -> None:
                         f"{mean_batch:.1f} | {server_cpu:.1f} | {loop_cpu:.1f} | {client_cpu:.1f} |",
                         flush=True,
                     )
-                peaks[name] = sum(peak_rss_mib(p) for p in server_pids(server.pid))
+                peaks[name] = sum(peak_rss_mib(p) for p in [server.pid, *descendants(server.pid)])
                 if name == "batched":
                     peak = max(rows["batched", c] for c in levels)
                     half = asyncio.run(open_loop(base, photos, peak / 2, args.requests, args.body))
