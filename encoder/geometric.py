@@ -23,15 +23,21 @@ RANSAC_ITERATIONS = 500
 
 def tentative_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: float = RATIO) -> np.ndarray:
     """(M, 2) int64 rows (query keypoint, candidate keypoint) passing the ratio test, each
-    candidate keypoint in one row at most.
+    candidate keypoint in one row at most (``ratio_matches`` on the SIFT descriptors)."""
+    return ratio_matches(query.descriptors.astype(np.float32), candidate.descriptors.astype(np.float32), ratio)
+
+
+def ratio_matches(query: np.ndarray, candidate: np.ndarray, ratio: float = RATIO) -> np.ndarray:
+    """query (Q, D), candidate (C, D) float32 descriptors -> (M, 2) int64 rows (query row,
+    candidate row) passing the ratio test, each candidate row in one match at most.
 
     The distances come from one matrix product in OpenCV (``cv2.gemm``): numpy's multi-threaded
     BLAS spends ten times the CPU on matrices this small, its threads spinning while they wait.
     """
-    if query.count == 0 or candidate.count < 2:
+    if len(query) == 0 or len(candidate) < 2:
         return np.zeros((0, 2), np.int64)
-    q = query.descriptors.astype(np.float32)  # (Q, 128)
-    c = candidate.descriptors.astype(np.float32)  # (C, 128)
+    q = np.ascontiguousarray(query, np.float32)  # (Q, D)
+    c = np.ascontiguousarray(candidate, np.float32)  # (C, D)
     d2 = cv2.gemm(q, c, -2.0, None, 0.0, flags=cv2.GEMM_2_T)  # type: ignore[call-overload]  # (Q, C): -2 q.c
     d2 += (c * c).sum(1)[None, :]  # squared L2 distances less |q|^2
     rows = np.arange(len(q))
@@ -49,6 +55,42 @@ def tentative_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: flo
     return np.stack([rows[keep], nearest[keep]], axis=1)
 
 
+def homography_inliers(
+    src: np.ndarray, dst: np.ndarray, enough: int = MIN_MATCHES, threshold_px: float = RANSAC_THRESHOLD_PX
+) -> np.ndarray:
+    """src, dst (M, 2) float32 matched points -> (M,) bool: the matches one RANSAC homography
+    keeps; all False, without RANSAC, when fewer than ``enough`` (or four) are given.
+
+    A homography that folds the plane (negative determinant of its 2x2 part), squeezes it to
+    almost nothing or blows it up (determinant outside [1e-3, 1e3]), or maps the query's
+    matched region to a quad that is not convex is no view of a flat surface: all False."""
+    none = np.zeros(len(src), bool)
+    if len(src) < max(enough, MIN_MATCHES):
+        return none
+    # USAC_FAST (RANSAC with local optimisation) finds as many inliers as classic RANSAC, at a
+    # hundredth of its time on the candidates whose matches are mostly wrong
+    h, mask = cv2.findHomography(
+        src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), cv2.USAC_FAST, threshold_px, maxIters=RANSAC_ITERATIONS
+    )
+    if mask is None or h is None or not plausible_homography(h, src[mask.ravel().astype(bool)]):
+        return none
+    return mask.ravel().astype(bool)
+
+
+def plausible_homography(h: np.ndarray, points: np.ndarray) -> bool:
+    """Whether ``h`` (3, 3) can be a camera's view of a flat surface around ``points`` (N, 2):
+    orientation kept, scale change within 1000x, and the box of the points mapped to a convex quad."""
+    det = float(h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0])  # written out: LAPACK's threads cost more
+    if not 1e-3 < det < 1e3 or len(points) == 0:
+        return False
+    (x0, y0), (x1, y1) = points.min(0), points.max(0)
+    box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32).reshape(-1, 1, 2)
+    quad = cv2.perspectiveTransform(box, h).reshape(4, 2)
+    edges = np.roll(quad, -1, axis=0) - quad  # (4, 2)
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    return bool(np.all(turns > 0) or np.all(turns < 0))
+
+
 def inlier_matches(
     query: LocalFeatures,
     candidate: LocalFeatures,
@@ -57,17 +99,14 @@ def inlier_matches(
     threshold_px: float = RANSAC_THRESHOLD_PX,
 ) -> np.ndarray:
     """(I, 2) int64 rows (query keypoint, candidate keypoint): the tentative matches consistent
-    with one RANSAC homography; none, without RANSAC, when there are fewer tentative matches than
-    ``enough`` (they could not make that many inliers)."""
+    with one plausible RANSAC homography; none, without RANSAC, when there are fewer tentative
+    matches than ``enough`` (they could not make that many inliers)."""
     matches = tentative_matches(query, candidate, ratio)
     if len(matches) < max(enough, MIN_MATCHES):
         return matches[:0]
-    src = query.keypoints[matches[:, 0]].reshape(-1, 1, 2)  # (M, 1, 2)
-    dst = candidate.keypoints[matches[:, 1]].reshape(-1, 1, 2)  # (M, 1, 2)
-    # USAC_FAST (RANSAC with local optimisation) finds as many inliers as classic RANSAC, at a
-    # hundredth of its time on the candidates whose matches are mostly wrong
-    _, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, threshold_px, maxIters=RANSAC_ITERATIONS)
-    return matches[:0] if mask is None else matches[mask.ravel().astype(bool)]
+    src = query.keypoints[matches[:, 0]]  # (M, 2)
+    dst = candidate.keypoints[matches[:, 1]]  # (M, 2)
+    return matches[homography_inliers(src, dst, enough, threshold_px)]
 
 
 def count_inliers(

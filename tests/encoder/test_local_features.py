@@ -89,7 +89,7 @@ def test_a_shopper_photo_of_a_cover_verifies(background: Image.Image) -> None:
     product = cover(6)
     photo = extract_features(jpeg(shopper_photo(product, background, seed=6), quality=80))
     stored = extract_features(jpeg(product))
-    assert count_inliers(photo, stored) >= 40
+    assert count_inliers(photo, stored) >= 2 * 15  # twice the minimum of a verified match (300 keypoints)
 
 
 def test_unrelated_pictures_do_not_verify(background: Image.Image) -> None:
