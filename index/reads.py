@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from encoder.local_features import LocalFeatures
 from index.db import Repository
 from index.features import FeatureTable
 from index.filters import SearchFilter
 from index.images import ImageFiles
+from index.local.cache import LocalIndex
+from index.local.compact import CompactFeatures
 from index.records import Product, ProductImage, SearchHit, TextHit
 from index.rerank import META_KEY as RERANK_KEY
 from index.rerank import RerankOptions
@@ -34,6 +35,7 @@ class StoreReads:
     searcher: Searcher
     files: ImageFiles
     features: FeatureTable
+    local: LocalIndex
 
     @property
     def index_type(self) -> str:
@@ -114,9 +116,16 @@ class StoreReads:
         ``StoredPathError`` for a row whose path is not one this store writes."""
         return self.files.file(image)
 
-    def local_features(self, image_ids: Sequence[int]) -> dict[int, LocalFeatures]:
-        """image id -> stored local features, for those of ``image_ids`` that have them."""
+    def local_features(self, image_ids: Sequence[int]) -> dict[int, CompactFeatures]:
+        """image id -> stored compact local features, for those of ``image_ids`` that have them."""
         return self.features.load(image_ids)
+
+    def image_hits(
+        self, image_ids: Sequence[int], query: np.ndarray, filter: SearchFilter | None = None
+    ) -> list[SearchHit]:
+        """A hit per image of ``image_ids`` whose product ``filter`` admits, with its cosine to
+        ``query`` (D,): the local channel's candidates as search hits."""
+        return self.searcher.image_hits(image_ids, query, filter)
 
     def nearest_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (M, D) -> (scores, image ids), each (M, <=k); id -1 marks an empty place."""

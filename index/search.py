@@ -10,6 +10,8 @@ short of k then gets the exact answer. Reads only: no lock but the vector cache'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from index.db.repository import Repository
@@ -138,6 +140,26 @@ class Searcher:
                 if pid != product_id and (pid not in best or hit.score > best[pid].score):
                     best[pid] = hit
         return sorted(best.values(), key=lambda h: -h.score)[:k]
+
+    def image_hits(
+        self, image_ids: Sequence[int], query: np.ndarray, filter: SearchFilter | None
+    ) -> list[SearchHit]:
+        """A hit per existing image of ``image_ids`` whose product ``filter`` admits, scored by its
+        cosine with ``query`` (D,): how the local channel's candidates join a search."""
+        if not len(image_ids):
+            return []
+        ids, product_ids, vectors = self.repo.owned_embeddings(image_ids)
+        if filter is not None and not filter.is_empty:
+            keep = np.isin(ids, self.repo.image_ids_matching(filter))
+            ids, product_ids, vectors = ids[keep], product_ids[keep], vectors[keep]
+        # (N,): a product without BLAS, whose threads would spin for more CPU than this takes
+        scores = (vectors * np.asarray(query, np.float32).reshape(1, -1)).sum(1)
+        products = self.repo.load_products(int(p) for p in product_ids)
+        return [
+            SearchHit(products[int(p)], float(s), int(i))
+            for i, p, s in zip(ids, product_ids, scores, strict=True)
+            if int(p) in products
+        ]
 
     def text_search(
         self, query: str, k: int, filter: SearchFilter | None, timeout_s: float | None

@@ -34,6 +34,8 @@ from index.db.repository import now
 from index.duplicates import DuplicateCheck, DuplicatePolicy
 from index.features import FeatureTable
 from index.images import ImageFiles, new_images
+from index.local.cache import CODEBOOK_KEY, LocalIndex, features_kind
+from index.local.codebook import Codebook
 from index.reads import StoreReads
 from index.records import (
     AddResult,
@@ -96,7 +98,8 @@ class ProductStore(StoreReads):
         self.gpu_shard = gpu_shard
         try:  # another encoder, a newer schema, a bad option: refused, and nothing left open
             self.fingerprint, self.dim = prepare(self.repository, fingerprint, dim)
-            self.features = FeatureTable(self.repository)
+            self.local = LocalIndex(self.repository)
+            self.features = FeatureTable(self.repository, self.local)
             owners = self.repository.image_owners
             self.duplicates = DuplicateCheck(owners, duplicate_threshold, duplicate_policy)
             options = VectorOptions(use_gpu, float16, force_tombstones, gpu_shard, snapshot_every)
@@ -125,6 +128,17 @@ class ProductStore(StoreReads):
     def set_rerank_options(self, options: RerankOptions) -> None:
         self.set_meta(RERANK_KEY, options.to_json())
 
+    def set_codebook(self, codebook: Codebook) -> None:
+        """Make ``codebook`` the local index's: features of any other codebook are dropped (find
+        them again with ``lookalike index features``), and the inverted file starts anew."""
+        with self._write_lock:
+            with self.db.transaction() as tx:
+                self.repository.save_codebook(tx, codebook.name, codebook.to_bytes())
+                self.repository.set_meta(CODEBOOK_KEY, codebook.name, tx)
+                self.repository.delete_features_not_of(tx, features_kind(codebook))
+                self.repository.delete_codebooks_except(tx, codebook.name)
+            self.local.load()
+
     # ------------------------------------------------------ FAISS (index.vectors)
     def _after_commit(self, dropped_paths: Iterable[str] = ()) -> None:
         """Under ``_write_lock``, once a write is committed: FAISS catches up, and image files no
@@ -132,15 +146,24 @@ class ProductStore(StoreReads):
         catch-up makes the store degraded and is retried in the background."""
         self.vectors.after_commit()
         try:
+            self.local.catch_up()
+        except Exception:  # rebuilt from the committed rows at the next start or catch-up
+            log.exception("the write is committed, but bringing the local index up to date failed")
+            self.local.applied_seq = -1  # the next catch-up reloads
+        try:
             self.files.drop_unreferenced(dropped_paths)
         except Exception:
             log.exception("the write is committed, but deleting its unused image files failed")
 
     def sync(self) -> int:
         """Follow the writes other processes (server replicas sharing the database) committed:
-        apply their changes to this store's FAISS; return how many were applied. One cheap query
-        when there is nothing new."""
-        return self.vectors.sync()
+        apply their changes to this store's FAISS and local index; return how many were applied.
+        One cheap query when there is nothing new."""
+        applied = self.vectors.sync()
+        if self.local.applied_seq != self.repository.last_seq():
+            with self._write_lock:
+                self.local.catch_up()
+        return applied
 
     def snapshot(self) -> int:
         """Write the FAISS snapshot now; return the sequence number it holds."""
@@ -155,7 +178,10 @@ class ProductStore(StoreReads):
         tuned until recall@10 vs exact search on ``sample`` stored vectors reaches the target.
         Writers wait only for the final catch-up and swap; searches never wait for the build.
         """
-        return self.vectors.rebuild(index_type, memory_budget_bytes, sample)
+        report = self.vectors.rebuild(index_type, memory_budget_bytes, sample)
+        with self._write_lock:
+            self.local.load()  # the inverted file again from the stored features
+        return report
 
     # ------------------------------------------------------------ writes
     def add_product(self, product: NewProduct) -> Product:
@@ -292,7 +318,9 @@ class ProductStore(StoreReads):
         with self._write_lock, self.db.transaction() as tx:
             ids = self.repository.existing_image_ids(tx, list(features))
             self.features.save(tx, ids, [features[i] for i in ids])
-        return len(ids)
+        with self._write_lock:
+            self.local.index_features(ids)
+        return len(ids) if self.local.codebook is not None else 0
 
     def close(self) -> None:
         """Stop following other writers, write a final snapshot when anything changed since the

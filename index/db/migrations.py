@@ -17,7 +17,7 @@ from index.db.repository import Repository
 from index.records import EncoderMismatchError, SchemaVersionError
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_KEY = "schema_version"
 
 
@@ -27,7 +27,13 @@ def _local_features(repo: Repository, tx: Transaction) -> None:
     log.info("store %s: schema version 2 (local features for re-ranking)", repo.db.location)
 
 
-STEPS: dict[int, Callable[[Repository, Transaction], None]] = {2: _local_features}
+def _local_codebook(repo: Repository, tx: Transaction) -> None:
+    """3: ``local_codebook`` (made on opening). Features stored before it (raw SIFT) are not
+    used by the local index; ``lookalike index features`` trains a codebook and encodes them."""
+    log.info("store %s: schema version 3 (the local index's codebook)", repo.db.location)
+
+
+STEPS: dict[int, Callable[[Repository, Transaction], None]] = {2: _local_features, 3: _local_codebook}
 
 
 def stored_version(repo: Repository) -> int:

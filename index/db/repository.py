@@ -20,6 +20,7 @@ import numpy as np
 
 from index.db.base import Database, Queries, Transaction
 from index.db.filters import filter_where
+from index.db.local_rows import LocalRows
 from index.filters import SearchFilter
 from index.records import Product, ProductImage
 from index.text_query import TextWord
@@ -69,7 +70,7 @@ class NewImage:
     embedding: np.ndarray
 
 
-class Repository:
+class Repository(LocalRows):
     """Named reads and writes over one store's ``Database``, whose embeddings are ``dim``-d
     (0 until the store's meta has been read: ``index.db.migrations.prepare``)."""
 
@@ -340,44 +341,6 @@ class Repository:
 
     def delete_product(self, tx: Transaction, product_id: int) -> bool:
         return bool(tx.execute("DELETE FROM products WHERE id = ?", (product_id,)).rowcount)
-
-    # -------------------------------------------------------- local features
-    def save_features(self, tx: Transaction, rows: Sequence[tuple[int, str, bytes]]) -> None:
-        """Insert or replace (image id, kind, blob) rows."""
-        if rows:
-            tx.executemany(
-                "INSERT INTO image_features (image_id, kind, data) VALUES (?, ?, ?) ON CONFLICT (image_id)"
-                " DO UPDATE SET kind = excluded.kind, data = excluded.data",
-                list(rows),
-            )
-
-    def features(self, image_ids: Sequence[int], kind: str) -> dict[int, bytes]:
-        rows = self.db.rows_in(
-            "SELECT image_id, data FROM image_features WHERE kind = ? AND image_id IN ({})",
-            list(image_ids),
-            (kind,),
-        )
-        return {r["image_id"]: bytes(r["data"]) for r in rows}
-
-    def count_features(self, kind: str | None = None) -> int:
-        """Images with features (of ``kind`` when given)."""
-        if kind is None:
-            return int(self.db.scalar("SELECT COUNT(*) FROM image_features"))
-        return int(self.db.scalar("SELECT COUNT(*) FROM image_features WHERE kind = ?", (kind,)))
-
-    def mean_features_bytes(self) -> float:
-        """The mean size of the stored feature blobs; 0 when there are none."""
-        return float(self.db.scalar("SELECT AVG(LENGTH(data)) FROM image_features") or 0)
-
-    def images_without_features(self, kind: str, after_id: int, limit: int) -> list[tuple[int, str, str]]:
-        """(image id, content hash, path) of up to ``limit`` images past ``after_id`` lacking ``kind``."""
-        rows = self.db.query(
-            "SELECT i.id, i.content_hash, i.path FROM images i"
-            " LEFT JOIN image_features f ON f.image_id = i.id AND f.kind = ?"
-            " WHERE f.image_id IS NULL AND i.id > ? ORDER BY i.id LIMIT ?",
-            (kind, after_id, limit),
-        )
-        return [(int(r["id"]), r["content_hash"], r["path"]) for r in rows]
 
     def integrity_problems(self) -> list[str]:
         return self.db.integrity_problems()

@@ -31,6 +31,13 @@ CREATE TABLE IF NOT EXISTS image_features (
     kind      TEXT NOT NULL,
     data      BLOB NOT NULL
 );
+-- The local index's codebook (visual words and the descriptors' product quantiser,
+-- index/local/codebook.py), named by its hash; meta 'local_codebook' names the one in use. Added in
+-- schema version 3.
+CREATE TABLE IF NOT EXISTS local_codebook (
+    name  TEXT PRIMARY KEY,
+    data  BLOB NOT NULL
+);
 -- Every change to the vector set, in commit order: the FAISS snapshot records the last seq it
 -- holds, and start-up replays the newer ones.
 CREATE TABLE IF NOT EXISTS changes (

@@ -55,6 +55,13 @@ CREATE TABLE IF NOT EXISTS image_features (
     kind      text NOT NULL,
     data      bytea NOT NULL
 );
+-- The local index's codebook (visual words and the descriptors' product quantiser,
+-- index/local/codebook.py), named by its hash; meta 'local_codebook' names the one in use. Added in
+-- schema version 3.
+CREATE TABLE IF NOT EXISTS local_codebook (
+    name  text PRIMARY KEY,
+    data  bytea NOT NULL
+);
 -- Every change to the vector set. Writers hold the writer lock from the start of their
 -- transaction to its commit, so sequence numbers become visible in order: a replica that has
 -- applied up to seq N never later finds a committed change below N.

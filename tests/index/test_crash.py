@@ -11,7 +11,7 @@ from pathlib import Path
 
 from index import ProductStore
 from ops.check import check_store
-from tests.index.crash_writer import DIM, FINGERPRINT, vector_of
+from tests.index.crash_writer import DIM, FINGERPRINT, features_of, vector_of
 
 ROUNDS = 12
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,9 +76,13 @@ def test_sigkilled_writer_loses_no_acknowledged_change(tmp_path: Path) -> None:
                 assert product is not None, f"round {round_}: acknowledged {sku} is lost"
                 top = store.search(vector_of(int(sku[1:])), k=1)[0]
                 assert top and top[0].product.sku == sku, f"round {round_}: {sku} is not searchable"
+                local = store.local.search(features_of(int(sku[1:])), 1)
+                assert local is not None and list(local.image_ids) == [product.images[0].id], (
+                    f"round {round_}: {sku} is not in the local index"
+                )
             for sku in removed:
                 assert store.get_by_sku(sku) is None, f"round {round_}: removed {sku} came back"
             stored = {p.sku for p in store.list_products(limit=10_000)}
             assert stored <= added | maybe_added, f"round {round_}: {stored - added} appeared from nowhere"
-            assert store.vector_count() == store.image_count() == len(stored)
+            assert store.vector_count() == store.image_count() == len(stored) == len(store.local)
             assert store.dim == DIM and store.fingerprint == FINGERPRINT

@@ -74,19 +74,20 @@ def test_the_steps_above_the_stored_version_run_in_order(
 
 def test_a_failed_step_keeps_the_version_it_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ProductStore(tmp_path / "s", FP, DIM).close()
+    current, step = migrations.SCHEMA_VERSION, migrations.SCHEMA_VERSION + 1
 
     def broken(repo: Repository, tx: Transaction) -> None:
         repo.set_meta("half-done", "1", tx)
-        raise RuntimeError("step 3 failed")
+        raise RuntimeError(f"step {step} failed")
 
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(migrations, "STEPS", {**migrations.STEPS, 3: broken})
-    with pytest.raises(RuntimeError, match="step 3 failed"):
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", step)
+    monkeypatch.setattr(migrations, "STEPS", {**migrations.STEPS, step: broken})
+    with pytest.raises(RuntimeError, match=f"step {step} failed"):
         ProductStore(tmp_path / "s")
-    assert stored_version(tmp_path / "s") == "2"
-    monkeypatch.setattr(migrations, "STEPS", {**migrations.STEPS, 3: lambda repo, tx: None})
+    assert stored_version(tmp_path / "s") == str(current)
+    monkeypatch.setattr(migrations, "STEPS", {**migrations.STEPS, step: lambda repo, tx: None})
     with ProductStore(tmp_path / "s") as store:
-        assert store.get_meta("schema_version") == "3" and store.get_meta("half-done") is None
+        assert store.get_meta("schema_version") == str(step) and store.get_meta("half-done") is None
 
 
 def test_a_store_refused_for_its_options_leaves_no_database_open(tmp_path: Path) -> None:
