@@ -68,14 +68,15 @@ class Settings(BaseSettings):
     )
     rerank: Literal["store", "on", "off"] = Field(
         "store",
-        description="geometric re-ranking of photo results by local features (docs/MATCHING.md): as the "
-        "store's options say (lookalike build --rerank), or on/off for this server",
+        description="local matching of photo searches (the local index's candidates, verified "
+        "geometrically; docs/MATCHING.md): as the store decided (lookalike build --rerank), or on/off "
+        "for this server",
     )
     rerank_k: int = Field(
-        0, ge=0, le=1000, description="global results verified per search (0: the store's option)"
+        0, ge=0, le=1000, description="shortlist candidates verified per search (0: the store's option)"
     )
     rerank_budget_ms: float = Field(
-        0, ge=0, le=10_000, description="CPU per search for verifying them, ms (0: the store's option)"
+        0, ge=0, le=10_000, description="CPU per search for the local search and verification, ms (0: the store's option)"
     )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
     index_gpu_shard: bool = Field(

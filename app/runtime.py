@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -99,13 +99,13 @@ class Runtime:
 
 
 def rerank_options(settings: Settings, stored: RerankOptions) -> RerankOptions:
-    """The store's geometric re-ranking options, with what the server's settings override."""
+    """The store's local matching options, with what the server's settings override."""
     enabled = stored.enabled if settings.rerank == "store" else settings.rerank == "on"
-    return RerankOptions(
-        enabled,
-        settings.rerank_k or stored.k,
-        settings.rerank_budget_ms or stored.budget_ms,
-        stored.min_inliers,
+    return replace(
+        stored,
+        enabled=enabled,
+        k=settings.rerank_k or stored.k,
+        budget_ms=settings.rerank_budget_ms or stored.budget_ms,
     )
 
 
@@ -152,7 +152,7 @@ def open_runtime(
         )
         thresholds = load_thresholds(store)
         rerank = rerank_options(settings, store.rerank_options)
-        with_features, images = store.features.count(), store.image_count()
+        with_features, images, has_index = store.features.count(), store.image_count(), store.local.ready
     except BaseException:
         store.close()
         raise
@@ -161,10 +161,17 @@ def open_runtime(
             "the store %s has no match calibration: results carry no match label (lookalike index calibrate)",
             store_dir,
         )
-    if rerank.enabled and with_features < images:
+    if rerank.enabled and not has_index:
         log.warning(
-            "geometric re-ranking is on, but only %d of the store's %d images have local features: the "
-            "others are not re-ranked (lookalike index features --store %s)",
+            "local matching is on, but the store %s has no local index: searches use the global ranking "
+            "alone (lookalike index features --store %s trains one)",
+            store_dir,
+            store_dir,
+        )
+    elif rerank.enabled and with_features < images:
+        log.warning(
+            "local matching is on, but only %d of the store's %d images have local features: the others "
+            "are found by the global ranking alone (lookalike index features --store %s)",
             with_features,
             images,
             store_dir,

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from encoder.attributes import check_attributes
 from index import AddResult, NearDuplicate, Product, SearchHit
+from index.rerank import match_confidence
 from index.thresholds import MatchThresholds
 
 # Each product field as a client writes it, with its limits, written once: the JSON models below
@@ -148,8 +149,8 @@ class SearchResult(BaseModel):
     score: float = Field(
         description="what the ranking used: cosine similarity of the best-matching photo (image search, "
         "-1..1), bm25 relevance (text search) or the reciprocal-rank-fusion score (photo and text); a "
-        "photo verified by local features (geometric re-ranking) scores 1 - 1/inliers, at least the "
-        "answer's best cosine"
+        "photo verified by local features keeps its cosine here (its evidence is in match_confidence "
+        "and inliers, and it is answered first)"
     )
     image_url: str | None
     matched_image_id: int | None = Field(description="the product photo that matched the shopper's photo")
@@ -164,6 +165,11 @@ class SearchResult(BaseModel):
         description="geometric re-ranking: local-feature matches between the shopper's photo and the "
         "matched product photo that fit one perspective view (RANSAC inliers); null when not checked",
     )
+    match_confidence: float | None = Field(
+        None,
+        description="for a photo verified by local features only: 1 - 1/inliers (0.93 at 15 inliers, "
+        "0.99 at 100); null otherwise (docs/MATCHING.md)",
+    )
 
     @classmethod
     def from_hit(
@@ -173,6 +179,7 @@ class SearchResult(BaseModel):
         result.inliers = h.inliers
         if h.verified:
             result.match = "strong"
+            result.match_confidence = match_confidence(h.inliers)
         elif thresholds is not None:
             result.match = thresholds.label(h.score)
         return result

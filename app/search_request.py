@@ -48,7 +48,11 @@ class SearchParams(BaseModel):
         None, description="x,y,w,h as fractions of the photo: the region the shopper marked (0.2,0.1,0.5,0.6)"
     )
     min_score: float = Field(
-        -1.0, ge=-1, le=1, description="leave out results whose score (see results) is below this"
+        -1.0,
+        ge=-1,
+        le=1,
+        description="leave out the results whose score (the cosine similarity, for a photo search) "
+        "is below this; a result verified by local features is kept whatever its cosine",
     )
     q: str | None = Field(None, max_length=200, description="words too: the two rankings are fused (RRF)")
 

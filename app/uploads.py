@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -90,14 +91,25 @@ async def search_upload(
     reranking: RerankOptions | None = None,
 ) -> list[SearchHit]:
     """The top-``k`` products for validated bytes, searched together with concurrent requests.
-    With ``reranking`` on, the global top ``reranking.k`` are re-ranked by local features (found
-    while the encoder runs; verified in a worker thread) before the first ``k`` are kept."""
+    With ``reranking`` on and a local index in the store, the products the local index names join
+    the global ones and the first few are verified geometrically (``index.rerank``; the query's
+    local features are found while the encoder runs, the rest in a worker thread) before the first
+    ``k`` are kept. Otherwise no local feature is found or read."""
+    store = embedder.store
     with _as_http_errors():
-        if reranking is None or not reranking.enabled or embedder.store is None:
+        if reranking is None or not reranking.enabled or store is None or not store.local.ready:
             return (await embedder.search_bytes(data, k, filter, crop))[1]
-        features, (_, hits) = await asyncio.gather(
+        features, (vector, hits) = await asyncio.gather(
             embedder.local_features(data, crop),
             embedder.search_bytes(data, max(k, reranking.k), filter, crop),
         )
-    done = await run_in_threadpool(rerank, hits, features, embedder.store.local_features, reranking)
+    done = await run_in_threadpool(
+        rerank,
+        hits,
+        features,
+        store.local,
+        store.local_features,
+        functools.partial(store.image_hits, query=vector, filter=filter),
+        reranking,
+    )
     return done.hits[:k]

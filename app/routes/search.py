@@ -19,7 +19,6 @@ from app.uploads import RETRY_AFTER, search_upload
 from encoder import Crop
 from index import ProductStore, QueryTimeout, SearchFilter, TextHit, TextQueryError
 from index.fusion import reciprocal_rank_fusion
-from index.rerank import answer_scores
 from index.text_query import text_words
 
 router = APIRouter(tags=["search"])
@@ -94,7 +93,7 @@ async def search(request: Request, runtime: RuntimeDep, settings: SettingsDep) -
     store, thresholds, q, k = runtime.store, runtime.thresholds, params.q, params.k
     depth = max(2 * k, FUSION_DEPTH) if q else k
     found = await search_upload(runtime.embedder, data, depth, wanted, region, runtime.rerank)
-    scored = [(h, s) for h, s in zip(found, answer_scores(found), strict=True) if s >= params.min_score]
+    scored = [(h, h.score) for h in found if h.verified or h.score >= params.min_score]
     hits = [h for h, _ in scored]
     if not q:
         results = [SearchResult.from_hit(h, thresholds, s) for h, s in scored]

@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, UploadFile
 
-from app.deps import EmbedderDep, RerankDep, SettingsDep
+from app.deps import EmbedderDep, SettingsDep
 from app.embedder import Embedder
 from app.errors import ApiError
 from app.schemas import MAX_IMAGES
@@ -45,10 +45,11 @@ class PhotoEmbedder:
         return EmbeddedPhotos(tuple(data), vectors, tuple(f for _, f in done) if keep else None)
 
 
-async def get_photo_embedder(
-    embedder: EmbedderDep, settings: SettingsDep, reranking: RerankDep
-) -> PhotoEmbedder:
-    return PhotoEmbedder(embedder, settings.max_upload_bytes, reranking.enabled)
+async def get_photo_embedder(embedder: EmbedderDep, settings: SettingsDep) -> PhotoEmbedder:
+    """Photos get local features when the store keeps a local index (whatever this server's
+    search-side override says), so the index stays whole."""
+    keep = embedder.store is not None and embedder.store.local.ready
+    return PhotoEmbedder(embedder, settings.max_upload_bytes, keep)
 
 
 PhotosDep = Annotated[PhotoEmbedder, Depends(get_photo_embedder)]

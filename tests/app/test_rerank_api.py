@@ -1,5 +1,6 @@
-"""Geometric re-ranking through the API: a shopper's photo of a printed cover comes back first as a
-strong match with its inliers; photos added over HTTP keep their local features."""
+"""Local matching through the API: a shopper's photo of a printed cover comes back first as a
+strong match with its inliers and confidence; photos added over HTTP join the local index; a store
+without one never finds a query's local features."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.embedder import Embedder
 from index import ProductStore
 from tests.app.conftest import API_KEY, make_client
 from tests.conftest import build_store
@@ -23,7 +25,7 @@ def covers_dir(tiny_encoder_path: Path, tmp_path: Path) -> Path:
     catalog.mkdir(parents=True)
     for i in range(5):
         (catalog / f"DVD-{i}.jpg").write_bytes(jpeg(cover(i)))
-    return build_store(catalog.parent, tiny_encoder_path, tmp_path / "store")
+    return build_store(catalog.parent, tiny_encoder_path, tmp_path / "store", "--rerank", "on")
 
 
 def photo_of(i: int) -> bytes:
@@ -42,12 +44,18 @@ def test_a_verified_match_is_first_and_strong(tiny_encoder_path: Path, covers_di
             results = search(client, photo_of(wanted), k="3")["results"]
             first = results[0]
             assert first["sku"] == f"DVD-{wanted}" and first["match"] == "strong"
-            assert first["inliers"] >= 15 and first["score"] >= 1 - 1 / first["inliers"] - 1e-6
-            assert len(results) == 3 and all(r["inliers"] is not None for r in results)
-            assert all(r["inliers"] < 15 and r["score"] < first["score"] for r in results[1:])
+            assert first["inliers"] >= 15
+            assert first["match_confidence"] == pytest.approx(1 - 1 / first["inliers"])
+            assert -1 <= first["score"] <= 1  # its cosine, as for every other result
+            assert len(results) == 3
+            assert all(r["match_confidence"] is None and r["match"] != "strong" for r in results[1:])
+            assert all(r["inliers"] is None or r["inliers"] < 15 for r in results[1:])
+            below = search(client, photo_of(wanted), k="3", min_score="0.9999")["results"]
+            assert [r["sku"] for r in below] == [f"DVD-{wanted}"]  # verified: kept whatever its cosine
         plain = search(client, (ROOT / "demo/catalog/shoes/SHOES-004.jpg").read_bytes(), k="5")["results"]
-        assert all(r["match"] != "strong" and r["inliers"] < 15 for r in plain)
-        assert [r["score"] for r in plain] == sorted((r["score"] for r in plain), reverse=True)
+        assert all(r["match"] != "strong" and (r["inliers"] or 0) < 15 for r in plain)
+        assert all(r["match_confidence"] is None for r in plain)
+        assert len({r["sku"] for r in plain}) == len(plain) == 5  # the merged order, each product once
 
 
 def test_photos_added_over_http_keep_their_features(tiny_encoder_path: Path, covers_dir: Path) -> None:
@@ -76,6 +84,7 @@ def test_photos_added_over_http_keep_their_features(tiny_encoder_path: Path, cov
 
 
 def test_a_server_may_turn_it_off(tiny_encoder_path: Path, covers_dir: Path) -> None:
+    """Off for this server's searches; its writes still keep the store's local index whole."""
     with make_client(tiny_encoder_path, covers_dir, rerank="off") as client:
         results = search(client, photo_of(2), k="5")["results"]
         assert all(r["inliers"] is None for r in results)
@@ -88,4 +97,24 @@ def test_a_server_may_turn_it_off(tiny_encoder_path: Path, covers_dir: Path) -> 
         assert added.status_code == 201
         image_id = added.json()["images"][0]["id"]
     with ProductStore(covers_dir) as store:
-        assert store.local_features([image_id]) == {}
+        assert set(store.local_features([image_id])) == {image_id} and image_id in store.local.image_ids()
+
+
+def test_a_store_without_a_local_index_finds_no_query_features(
+    tiny_encoder_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = tmp_path / "catalog" / "shoes"
+    catalog.mkdir(parents=True)
+    for name in ("SHOES-001", "SHOES-002", "SHOES-004"):
+        (catalog / f"{name}.jpg").write_bytes((ROOT / f"demo/catalog/shoes/{name}.jpg").read_bytes())
+    store_dir = build_store(catalog.parent, tiny_encoder_path, tmp_path / "store")  # decides: off
+    with ProductStore(store_dir) as store:
+        assert not store.rerank_options.enabled and not store.local.ready and store.features.count() == 0
+
+    async def refused(*_: object, **__: object) -> None:
+        raise AssertionError("a store decided off found a query's local features")
+
+    monkeypatch.setattr(Embedder, "local_features", refused)
+    with make_client(tiny_encoder_path, store_dir) as client:
+        results = search(client, (ROOT / "demo/catalog/shoes/SHOES-004.jpg").read_bytes(), k="3")["results"]
+        assert results[0]["sku"] == "SHOES-004" and all(r["inliers"] is None for r in results)
