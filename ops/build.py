@@ -10,7 +10,7 @@ import argparse
 import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from index.store import ProductStore
 from index.thresholds import META_KEY
 from ops.build_report import BuildReport
 from ops.calibrate import calibrate
+from ops.local_setup import DECISION_KEY, prepare_local_index
 from ops.maintenance import describe_thresholds
 
 
@@ -72,14 +73,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=100,
         help="catalog photos for the match thresholds (0: skip)",
     )
-    rerank = parser.add_argument_group("geometric re-ranking (docs/MATCHING.md); default: the store's, or on")
+    rerank = parser.add_argument_group(
+        "local matching (docs/MATCHING.md); default: the store's, or decided on the catalog's own photos"
+    )
     rerank.add_argument(
         "--rerank",
-        choices=("on", "off"),
+        choices=("auto", "on", "off"),
         default=None,
-        help="keep local features of every photo and re-rank search results by them",
+        help="auto (a new store's default): measure whether local matching pays on a sample of the "
+        "catalog; on: keep a local index of every photo and verify search results by it; off: none",
     )
-    rerank.add_argument("--rerank-k", type=int, default=None, help="global results verified per search")
+    rerank.add_argument("--decision-sample", type=int, default=100, help="catalog photos auto measures")
+    rerank.add_argument("--rerank-k", type=int, default=None, help="shortlist candidates verified per search")
     rerank.add_argument("--rerank-budget-ms", type=float, default=None, help="CPU per search for that")
     rerank.add_argument("--rerank-min-inliers", type=int, default=None, help="inliers of a verified match")
     return parser
@@ -87,11 +92,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def rerank_options(args: argparse.Namespace, stored: RerankOptions) -> RerankOptions:
     """The store's re-ranking options with those given on the command line."""
-    return RerankOptions(
-        stored.enabled if args.rerank is None else args.rerank == "on",
-        stored.k if args.rerank_k is None else args.rerank_k,
-        stored.budget_ms if args.rerank_budget_ms is None else args.rerank_budget_ms,
-        stored.min_inliers if args.rerank_min_inliers is None else args.rerank_min_inliers,
+    return replace(
+        stored,
+        k=stored.k if args.rerank_k is None else args.rerank_k,
+        budget_ms=stored.budget_ms if args.rerank_budget_ms is None else args.rerank_budget_ms,
+        min_inliers=stored.min_inliers if args.rerank_min_inliers is None else args.rerank_min_inliers,
     )
 
 
@@ -162,7 +167,7 @@ def embed_catalog(
     reported in ``BuildReport.failures``, not raised.
     """
     loader = DataLoader(
-        _CatalogImages(items, Preprocessor(encoder.config), store.rerank_options.enabled),
+        _CatalogImages(items, Preprocessor(encoder.config), store.local.ready),
         batch_size=max(1, batch_size),
         num_workers=workers,
         collate_fn=_collate,
@@ -207,8 +212,14 @@ def main(args: argparse.Namespace) -> ProductStore:
         encoder.config.embed_dim,
         database_url=args.database_url,
     )
-    store.set_rerank_options(rerank_options(args, store.rerank_options))
     items = read_catalog(args.catalog)
+    choice = None if args.rerank in (None, "auto") else args.rerank
+    if args.rerank == "auto":
+        store.repository.delete_meta(DECISION_KEY)  # measure again
+    decision = prepare_local_index(encoder, store, items, choice, args.decision_sample) if items else None
+    if decision is not None:
+        print(decision.why)
+    store.set_rerank_options(rerank_options(args, store.rerank_options))
     done = store.existing_skus(i.sku for i in items)
     todo = [i for i in items if i.sku not in done]
     where = f"Ray ({args.ray})" if args.ray else device

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 
 from index.images import StoredPathError
+from index.local.compact import CompactFeatures
 from index.store import ProductStore
 from index.vectors import SnapshotError, read_snapshot
 
@@ -56,6 +57,7 @@ def check_store(store: ProductStore, verify_files: bool = True) -> list[str]:
         )
     if stray := tombstones - held:
         problems.append(f"faiss: {len(stray)} tombstones name ids the index does not hold")
+    problems += local_index_problems(store, stored)
     snapshot = store.directory / store.SNAPSHOT_NAME
     if snapshot.exists():
         try:
@@ -65,4 +67,40 @@ def check_store(store: ProductStore, verify_files: bool = True) -> list[str]:
                 problems.append(f"snapshot: holds change {seq} of {last}, {index.d}-d of {store.dim}-d")
         except SnapshotError as exc:
             problems.append(f"snapshot: {exc}")
+    return problems
+
+
+def local_index_problems(store: ProductStore, stored: set[int]) -> list[str]:
+    """The local index against the database: every stored compact-features row decodes under the
+    store's codebook, and the inverted file holds exactly the photos that have one."""
+    local = store.local
+    if local.codebook is None or local.kind is None:
+        count = store.repository.count_features()
+        return [f"local: {count} feature rows but no codebook (lookalike index features)"] if count else []
+    problems = []
+    rows = 0
+    for batch in store.repository.iter_features(local.kind):
+        for image_id, blob in batch:
+            rows += 1
+            try:
+                compact = CompactFeatures.from_bytes(blob)
+            except ValueError as exc:
+                problems.append(f"local: image {image_id}: {exc}")
+                continue
+            if compact.count and int(compact.words.max()) >= local.codebook.size:
+                problems.append(
+                    f"local: image {image_id}: a word beyond the codebook's {local.codebook.size}"
+                )
+    with_rows = store.repository.feature_ids(local.kind)
+    if stray := with_rows - stored:
+        problems.append(f"local: {len(stray)} feature rows of deleted images, e.g. {sorted(stray)[:5]}")
+    held = local.image_ids()
+    if missing := with_rows - held:
+        problems.append(
+            f"local: {len(missing)} photos with features are not indexed, e.g. {sorted(missing)[:5]}"
+        )
+    if extra := held - with_rows:
+        problems.append(
+            f"local: {len(extra)} indexed photos have no stored features, e.g. {sorted(extra)[:5]}"
+        )
     return problems

@@ -7,19 +7,19 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from encoder import encoder_fingerprint, load_encoder
 from index.features import features_of
 from index.records import ProductImage
-from index.rerank import RerankOptions
 from index.store import ProductStore
 from index.thresholds import MatchThresholds
 from index.thresholds import load as load_thresholds
 from ops.backup import backup_store
 from ops.calibrate import calibrate, recalibrate_other
 from ops.check import check_store
+from ops.local_setup import CODEBOOK_PHOTOS, DECISION_KEY, sample_photos, train_codebook_from
 from ops.outliers import outlier_scores
 
 
@@ -44,13 +44,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     calibrate.add_argument("--sample", type=int, default=200, help="catalog photos to alter and embed")
     actions.add_parser("info", help="what the store holds and which index serves it")
     actions.add_parser(
-        "features", help="find the local features of the photos that have none (re-ranking; older stores)"
+        "features",
+        help="the local index: train its codebook on the store's own photos when it has none, then find "
+        "the compact local features of every photo without them",
     )
-    rerank = actions.add_parser("rerank", help="show or change the geometric re-ranking options")
+    rerank = actions.add_parser("rerank", help="show or change the local matching options")
     rerank.add_argument("--set", choices=("on", "off"), default=None, dest="enabled")
-    rerank.add_argument("--k", type=int, default=None, help="global results verified per search")
-    rerank.add_argument("--budget-ms", type=float, default=None, help="CPU per search for that")
+    rerank.add_argument("--k", type=int, default=None, help="shortlist candidates verified per search")
+    rerank.add_argument("--shortlist", type=int, default=None, help="candidates the local index names")
+    rerank.add_argument("--budget-ms", type=float, default=None, help="CPU per search for both")
     rerank.add_argument("--min-inliers", type=int, default=None, help="inliers of a verified match")
+    rerank.add_argument(
+        "--decisive-inliers", type=int, default=None, help="inliers that end verification early"
+    )
     backup = actions.add_parser(
         "backup", help="copy the store while it serves: SQLite online backup, FAISS snapshot, image files"
     )
@@ -82,7 +88,13 @@ def describe_thresholds(t: MatchThresholds) -> str:
 
 
 def add_missing_features(store: ProductStore) -> str:
-    """Find and keep the local features of every stored photo without them; a summary line."""
+    """Train the store's codebook on its own photos when it has none, then find and keep the
+    local features of every stored photo without them; a summary line."""
+    if not store.local.ready:
+        photos = [store.image_file(fact.image) for fact in store.repository.image_facts()]
+        codebook = train_codebook_from(sample_photos(photos, CODEBOOK_PHOTOS))
+        store.set_codebook(codebook)
+        print(f"trained a codebook of {codebook.size} words on {min(len(photos), CODEBOOK_PHOTOS)} photos")
     kept = 0
     for batch in store.features.missing():
         images = [store.image_file(ProductImage(*row)).read_bytes() for row in batch]
@@ -129,16 +141,17 @@ def main(args: argparse.Namespace) -> int:
         elif args.action == "features":
             print(add_missing_features(store))
         elif args.action == "rerank":
-            old = store.rerank_options
-            store.set_rerank_options(
-                RerankOptions(
-                    old.enabled if args.enabled is None else args.enabled == "on",
-                    old.k if args.k is None else args.k,
-                    old.budget_ms if args.budget_ms is None else args.budget_ms,
-                    old.min_inliers if args.min_inliers is None else args.min_inliers,
-                )
-            )
+            given = {
+                name: getattr(args, name)
+                for name in ("k", "shortlist", "budget_ms", "min_inliers", "decisive_inliers")
+                if getattr(args, name) is not None
+            }
+            if args.enabled is not None:
+                given["enabled"] = args.enabled == "on"
+            store.set_rerank_options(replace(store.rerank_options, **given))
             print(store.rerank_options.to_json())
+            if store.rerank_options.enabled and not store.local.ready:
+                print(f"the store has no local index yet: lookalike index features --store {args.store}")
         elif args.action == "outliers":
             for o in outlier_scores(store, k=args.k, top=args.top):
                 if args.json:
@@ -149,7 +162,11 @@ def main(args: argparse.Namespace) -> int:
             info = {"products": store.count(), "images": store.image_count(), **store.index_info()}
             info["match_calibration"] = (t := load_thresholds(store)) and asdict(t)
             info["rerank"] = asdict(store.rerank_options)
+            decision = store.get_meta(DECISION_KEY)
+            info["local_decision"] = json.loads(decision) if decision else None
+            info["local_index"] = store.local.info()
             info["images_with_local_features"] = store.features.count()
+            info["local_bytes_per_photo"] = round(store.features.mean_bytes())
             json.dump(info, sys.stdout, indent=2)
             print()
     return 0
