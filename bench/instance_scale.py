@@ -22,9 +22,12 @@ Default encoder: the off-the-shelf ImageNet EfficientNet-Lite0 at 224 px.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `lookalike` sets it: before numpy and torch load
+
 import argparse
 import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +36,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `lookalike serve` sets it, before torch loads
 
 from bench.rerank_quality import embed  # noqa: E402
 from encoder import (  # noqa: E402
