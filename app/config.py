@@ -76,7 +76,10 @@ class Settings(BaseSettings):
         0, ge=0, le=1000, description="shortlist candidates verified per search (0: the store's option)"
     )
     rerank_budget_ms: float = Field(
-        0, ge=0, le=10_000, description="CPU per search for the local search and verification, ms (0: the store's option)"
+        0,
+        ge=0,
+        le=10_000,
+        description="CPU per search for the local search and verification, ms (0: the store's option)",
     )
     index_float16: bool = Field(False, description="store vectors as float16 on the GPU (half the memory)")
     index_gpu_shard: bool = Field(

@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `lookalike` sets it: b
 
 import argparse
 import csv
+import functools
 import sys
 import time
 from pathlib import Path
@@ -37,9 +38,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.rerank_quality import embed  # noqa: E402
 from encoder import (  # noqa: E402
     Encoder,
+    Preprocessor,
     encoder_fingerprint,  # noqa: E402
     load_encoder,
     save_encoder,
@@ -75,6 +76,16 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="clothing photos padded in (one store each)",
     )
     return parser
+
+
+def embed(encoder: Encoder, paths: list[Path], batch: int = 32) -> np.ndarray:
+    """(N, D) embeddings, preprocessed as the server does."""
+    preprocess, out = Preprocessor(encoder.config), []
+    with torch.no_grad():
+        for start in range(0, len(paths), batch):
+            pixels = torch.stack([preprocess(p.read_bytes()) for p in paths[start : start + batch]])
+            out.append(encoder.embed(pixels).numpy())
+    return np.concatenate(out)
 
 
 def write_catalog(data: Path, path: Path, distractors: int) -> None:
@@ -180,7 +191,7 @@ def run(args: argparse.Namespace, encoder: Encoder, distractors: int) -> None:
             query,
             store.local,
             store.local_features,
-            lambda ids, v=vector: store.image_hits(ids, v),
+            functools.partial(store.image_hits, query=vector),
             options,
         )
         new_cpu = extract + time.process_time() - started
@@ -224,9 +235,11 @@ def run(args: argparse.Namespace, encoder: Encoder, distractors: int) -> None:
             )
         )
         if not args.no_before:
-            old = float(np.mean([r["old"] == r["sku"] for r in part]))
+            before = float(np.mean([r["old"] == r["sku"] for r in part]))
             cpu = np.mean([r["old_cpu"] for r in part])
-            print(table_row("global top 100 verified (before)", [f"{old:.3f}", "", "", "", "", f"{cpu:.1f}"]))
+            print(
+                table_row("global top 100 verified (before)", [f"{before:.3f}", "", "", "", "", f"{cpu:.1f}"])
+            )
     store.close()
 
 

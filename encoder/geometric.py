@@ -24,7 +24,8 @@ RANSAC_ITERATIONS = 500
 def tentative_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: float = RATIO) -> np.ndarray:
     """(M, 2) int64 rows (query keypoint, candidate keypoint) passing the ratio test, each
     candidate keypoint in one row at most (``ratio_matches`` on the SIFT descriptors)."""
-    return ratio_matches(query.descriptors.astype(np.float32), candidate.descriptors.astype(np.float32), ratio)
+    q, c = query.descriptors.astype(np.float32), candidate.descriptors.astype(np.float32)
+    return ratio_matches(q, c, ratio)
 
 
 def ratio_matches(query: np.ndarray, candidate: np.ndarray, ratio: float = RATIO) -> np.ndarray:

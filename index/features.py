@@ -1,10 +1,11 @@
 """Persisting the local features of catalog photos (table ``image_features``), nothing else.
 
-One row per image: its kind (``sift300@400/asmk-<codebook name>``: the detector and the codebook that encoded it) and the blob
-``CompactFeatures.to_bytes`` wrote (visual words, residual signs, PQ codes, keypoint positions;
-``index/local/compact.py``). Rows of another kind are never handed out, so a new codebook needs
-``lookalike index features --store S`` and nothing more. A store without a codebook keeps no
-features. Deleting an image deletes its row (``ON DELETE CASCADE``, SQLite and PostgreSQL alike).
+One row per image: its kind (``sift300@400/asmk-<codebook name>``: the detector and the codebook
+that encoded it) and the blob ``CompactFeatures.to_bytes`` wrote (visual words, residual signs,
+PQ codes, keypoint positions; ``index/local/compact.py``). Rows of another kind are never handed
+out, so a new codebook needs ``lookalike index features --store S`` and nothing more. A store
+without a codebook keeps no features. Deleting an image deletes its row (``ON DELETE CASCADE``,
+SQLite and PostgreSQL alike).
 """
 
 from __future__ import annotations

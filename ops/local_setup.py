@@ -136,7 +136,7 @@ def train_codebook_from(
     photos: Sequence[Image.Image], found: Sequence[LocalFeatures] = (), seed: int = 0
 ) -> Codebook:
     """A codebook from the descriptors of ``photos`` (and of features ``found`` already); its
-    size from their number (``words_for``: 8,192 words from about 250,000 descriptors)."""
+    size from their number (``words_for``: 8,192 words from about 164,000 descriptors)."""
     descriptors = np.concatenate(
         [f.descriptors for f in found]
         + [features_of_image(p).descriptors for p in photos]

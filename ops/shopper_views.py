@@ -22,8 +22,8 @@ def shopper_view(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """An RGB photo -> a synthetic shopper's photo of it (RGB)."""
     pixels = np.asarray(image.convert("RGB"))
     h, w = pixels.shape[:2]
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    moved = corners + np.float32(rng.uniform(-TILT, TILT, (4, 2)) * [w, h])
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    moved = corners + (rng.uniform(-TILT, TILT, (4, 2)) * [w, h]).astype(np.float32)
     moved -= moved.min(0)
     size = (max(1, int(moved[:, 0].max())), max(1, int(moved[:, 1].max())))
     warp = cv2.getPerspectiveTransform(corners, moved)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import faiss
 import numpy as np
@@ -23,7 +24,7 @@ from index.local.compact import SIGNATURE_BYTES, CompactFeatures
 
 MAX_WORDS = 1 << 16  # words are kept as uint16
 PQ_BYTES = 16
-MIN_POINTS_PER_WORD = 30  # k-means wants this many descriptors per centroid
+MIN_POINTS_PER_WORD = 20  # descriptors per word the sample must give k-means
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:
@@ -104,6 +105,7 @@ class Codebook:
         rng = np.random.default_rng(seed)
         pq.train(np.ascontiguousarray(x[rng.permutation(len(x))[:65536]]))
         pq_centroids = faiss.vector_to_array(pq.centroids).reshape(PQ_BYTES, 256, DESCRIPTOR_DIM // PQ_BYTES)
+        assert kmeans.centroids is not None  # set by train
         return cls(kmeans.centroids, pq_centroids)
 
     def assign(self, rootsift: np.ndarray) -> np.ndarray:
@@ -129,7 +131,8 @@ class Codebook:
         """(N, 128) float32: the RootSIFT descriptors as the PQ codes keep them."""
         if compact.count == 0:
             return np.zeros((0, DESCRIPTOR_DIM), np.float32)
-        return self._pq.decode(np.ascontiguousarray(compact.codes))
+        decode: Any = self._pq.decode  # faiss's wrapper returns the decoded (N, 128) array
+        return np.asarray(decode(np.ascontiguousarray(compact.codes)), np.float32)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

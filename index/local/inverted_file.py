@@ -4,8 +4,8 @@ As ASMK's ``inverted_file.py``: one posting (photo, 128-bit code) per photo and 
 Postings live in two segments sorted by word, a large one and a small one that takes the adds
 (re-sorted per batch, merged into the large one when it passes an eighth of it), so an add costs
 the size of the small segment, not the catalog. A removed photo's row is marked dead at once and
-its postings go at the next merge. Writes are not thread-safe: ``LocalIndex`` holds a readers-writer lock (a search may refresh
-the norms, which swaps one array).
+its postings go at the next merge. Writes are not thread-safe: ``LocalIndex`` holds a
+readers-writer lock (a search may refresh the norms, which swaps one array).
 """
 
 from __future__ import annotations
