@@ -102,9 +102,9 @@ def rerank(
     CPU seconds, read before each candidate."""
     started = clock()
     matches = local.search(query, options.shortlist) if query.count else None
-    codebook = local.codebook
-    if matches is None or codebook is None:
+    if matches is None:
         return Reranked(list(hits), 0, (clock() - started) * 1000)
+    codebook = matches.codebook
     by_product = {h.product.id: h for h in hits}
     local_image: dict[int, int] = {}  # product id -> its locally best photo
     new = [int(i) for i in matches.image_ids]
@@ -143,8 +143,18 @@ def rerank(
         (p for p, (n, _) in counted.items() if n >= options.min_inliers), key=lambda p: -counted[p][0]
     )
     failed_local = {p for p in counted if p not in set(matched) and p not in {h.product.id for h in hits}}
+    # a verified product answers with the photo that verified, and that photo's cosine
+    other_photo = [counted[p][1] for p in matched if counted[p][1] != by_product[p].image_id]
+    cosine = {h.image_id: h.score for h in hits_of(other_photo)} if other_photo else {}
     answer = [
-        replace(by_product[p], verified=True, inliers=counted[p][0], image_id=counted[p][1]) for p in matched
+        replace(
+            by_product[p],
+            verified=True,
+            inliers=counted[p][0],
+            image_id=counted[p][1],
+            score=cosine.get(counted[p][1], by_product[p].score),
+        )
+        for p in matched
     ]
     answer += [
         replace(by_product[p], inliers=counted[p][0]) if p in counted else by_product[p]

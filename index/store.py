@@ -34,7 +34,7 @@ from index.db.repository import now
 from index.duplicates import DuplicateCheck, DuplicatePolicy
 from index.features import FeatureTable
 from index.images import ImageFiles, new_images
-from index.local.cache import CODEBOOK_KEY, LocalIndex, features_kind
+from index.local.cache import CODEBOOK_KEY, LocalIndex, bump_generation, features_kind
 from index.local.codebook import Codebook
 from index.reads import StoreReads
 from index.records import (
@@ -137,6 +137,7 @@ class ProductStore(StoreReads):
                 self.repository.set_meta(CODEBOOK_KEY, codebook.name, tx)
                 self.repository.delete_features_not_of(tx, features_kind(codebook))
                 self.repository.delete_codebooks_except(tx, codebook.name)
+                bump_generation(self.repository, tx)  # other processes build their index anew
             self.local.load()
 
     # ------------------------------------------------------ FAISS (index.vectors)
@@ -160,7 +161,7 @@ class ProductStore(StoreReads):
         apply their changes to this store's FAISS and local index; return how many were applied.
         One cheap query when there is nothing new."""
         applied = self.vectors.sync()
-        if self.local.applied_seq != self.repository.last_seq():
+        if self.local.applied_seq != self.repository.last_seq() or self.local.stale():
             with self._write_lock:
                 self.local.catch_up()
         return applied
@@ -199,6 +200,8 @@ class ProductStore(StoreReads):
         with self._write_lock:
             skus = [p.sku for p in products]
             duplicates = self.duplicates.find(self.vectors, skus, vectors)  # a refusal writes nothing
+            if any(p.features for p in products):
+                self._local_up_to_date()
             product_ids: list[int] = []
             with self.files.written([data for p in products for data in p.images]) as flat:
                 ends = np.cumsum([len(p.images) for p in products]).tolist()
@@ -254,6 +257,8 @@ class ProductStore(StoreReads):
             if product is None:
                 return None
             duplicates = self.duplicates.find(self.vectors, [product.sku], [emb], exclude_product=product_id)
+            if features:
+                self._local_up_to_date()
             old = [i.id for i in product.images] if replace else []
             with self.files.written(images) as files, self.db.transaction() as tx:
                 old_paths = self.repository.delete_images(tx, old)
@@ -315,12 +320,21 @@ class ProductStore(StoreReads):
         they existed; images deleted meanwhile are skipped. Returns how many were kept."""
         if not features:
             return 0
-        with self._write_lock, self.db.transaction() as tx:
-            ids = self.repository.existing_image_ids(tx, list(features))
-            self.features.save(tx, ids, [features[i] for i in ids])
         with self._write_lock:
+            self._local_up_to_date()
+            with self.db.transaction() as tx:
+                ids = self.repository.existing_image_ids(tx, list(features))
+                self.features.save(tx, ids, [features[i] for i in ids])
+                generation = bump_generation(self.repository, tx)  # no change-log row: tell the others
             self.local.index_features(ids)
+            self.local.generation = generation
         return len(ids) if self.local.codebook is not None else 0
+
+    def _local_up_to_date(self) -> None:
+        """Under the writer lock, before features are encoded: another process may have trained a
+        new codebook, whose kind the rows must have."""
+        if self.local.stale():
+            self.local.load()
 
     def close(self) -> None:
         """Stop following other writers, write a final snapshot when anything changed since the

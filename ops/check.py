@@ -91,6 +91,8 @@ def local_index_problems(store: ProductStore, stored: set[int]) -> list[str]:
                 problems.append(
                     f"local: image {image_id}: a word beyond the codebook's {local.codebook.size}"
                 )
+    if other := store.repository.count_features() - rows:
+        problems.append(f"local: {other} feature rows of another codebook or detector (index features)")
     with_rows = store.repository.feature_ids(local.kind)
     if stray := with_rows - stored:
         problems.append(f"local: {len(stray)} feature rows of deleted images, e.g. {sorted(stray)[:5]}")

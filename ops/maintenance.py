@@ -92,7 +92,10 @@ def add_missing_features(store: ProductStore) -> str:
     local features of every stored photo without them; a summary line."""
     if not store.local.ready:
         photos = [store.image_file(fact.image) for fact in store.repository.image_facts()]
-        codebook = train_codebook_from(sample_photos(photos, CODEBOOK_PHOTOS))
+        try:
+            codebook = train_codebook_from(sample_photos(photos, CODEBOOK_PHOTOS))
+        except ValueError as exc:  # too few keypoints in the whole store
+            raise SystemExit(f"no local index for {store.directory}: {exc}") from exc
         store.set_codebook(codebook)
         print(f"trained a codebook of {codebook.size} words on {min(len(photos), CODEBOOK_PHOTOS)} photos")
     kept = 0

@@ -4,15 +4,19 @@ The database holds the truth: the codebook (``local_codebook``) and each photo's
 (``image_features``, written in the same transaction as the photo). This class holds the inverted
 file built from them and follows the change log the vectors follow: after each commit, and on a
 follower's interval for other processes' writes, the photos added since the last applied change
-are read and indexed, the removed ones dropped. So a crash loses nothing acknowledged: start-up
-builds the inverted file from the committed rows again (about 1 s per 10,000 photos here).
-Searches share it under a readers-writer lock; catch-up runs under the store's writer lock.
+are read and indexed, the removed ones dropped. Writes that add no change-log row (a new
+codebook, features found for stored photos by ``lookalike index features``) bump the meta
+``local_generation``; a process that sees another generation builds the index again. So a crash
+loses nothing acknowledged: start-up builds the inverted file from the committed rows again
+(about 1 s per 4,000 photos here). Searches share it under a readers-writer lock and read the
+codebook, the kind and the inverted file as one state; catch-up runs under the store's writer lock.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from encoder.local_features import FEATURES_KIND, LocalFeatures
+from index.db.base import Transaction
 from index.db.repository import Repository
 from index.local.codebook import Codebook
 from index.local.compact import CompactFeatures
@@ -28,6 +33,7 @@ from index.vectors.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 CODEBOOK_KEY = "local_codebook"  # meta: the name of the codebook in use
+GENERATION_KEY = "local_generation"  # meta: changes when the local rows change outside the change log
 
 
 def features_kind(codebook: Codebook) -> str:
@@ -37,12 +43,29 @@ def features_kind(codebook: Codebook) -> str:
 
 
 @dataclass(frozen=True)
+class LocalState:
+    """What one search reads, swapped as a whole: the codebook, its feature kind, the inverted file."""
+
+    codebook: Codebook
+    kind: str
+    ivf: InvertedFile
+
+
+@dataclass(frozen=True)
 class LocalMatches:
     """A query's local candidates, best first."""
 
     image_ids: np.ndarray  # (L,) int64
     scores: np.ndarray  # (L,) float32 ASMK similarity, 0..1
-    query: CompactFeatures  # the query's own compact features, for verification
+    query: CompactFeatures  # the query's own compact features (words and signatures)
+    codebook: Codebook  # the codebook they were found with: verify with this one
+
+
+def bump_generation(repo: Repository, tx: Transaction) -> str:
+    """Mark, inside ``tx``, that the local rows changed outside the change log; the new generation."""
+    generation = uuid.uuid4().hex
+    repo.set_meta(GENERATION_KEY, generation, tx)
+    return generation
 
 
 class LocalIndex:
@@ -51,9 +74,8 @@ class LocalIndex:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         self.lock = ReadWriteLock()
-        self.codebook: Codebook | None = None
-        self.kind: str | None = None
-        self._ivf: InvertedFile | None = None
+        self._state: LocalState | None = None
+        self.generation: str | None = None
         self.applied_seq = 0
         self.load()
 
@@ -63,39 +85,43 @@ class LocalIndex:
         started = time.perf_counter()
         with self.repo.db.snapshot() as read:
             seq = self.repo.last_seq(read)
+        generation = self.repo.get_meta(GENERATION_KEY)
         name = self.repo.get_meta(CODEBOOK_KEY)
         data = self.repo.codebook(name) if name else None
-        codebook = Codebook.from_bytes(data) if data else None
-        ivf = InvertedFile(codebook.size) if codebook else None
-        if codebook is not None and ivf is not None:
+        state = None
+        if data:
+            codebook = Codebook.from_bytes(data)
+            ivf = InvertedFile(codebook.size)
             for rows in self.repo.iter_features(features_kind(codebook)):
                 ivf.add([i for i, _ in rows], [CompactFeatures.from_bytes(b).aggregate() for _, b in rows])
+            ivf.refresh_norms()
+            state = LocalState(codebook, features_kind(codebook), ivf)
         # changes committed while reading: applied again by the next catch-up (adds replace)
         with self.lock.write():
-            self.codebook, self._ivf, self.applied_seq = codebook, ivf, seq
-            self.kind = features_kind(codebook) if codebook else None
-        if codebook is not None and ivf is not None:
+            self._state, self.applied_seq, self.generation = state, seq, generation
+        if state is not None:
             log.info(
                 "local index: %d photos, %d postings, %d words, built in %.1f s",
-                len(ivf),
-                ivf.postings,
-                codebook.size,
+                len(state.ivf),
+                state.ivf.postings,
+                state.codebook.size,
                 time.perf_counter() - started,
             )
 
+    def stale(self) -> bool:
+        """Whether the local rows changed outside the change log since this index was built."""
+        return self.repo.get_meta(GENERATION_KEY) != self.generation
+
     def catch_up(self) -> int:
         """Under the store's writer lock: index the photos added and drop those removed since the
-        last applied change; how many changes. Cheap when the store has no codebook."""
-        if self.applied_seq < 0:  # an earlier catch-up failed midway
+        last applied change, or build anew after a change outside the log; how many changes."""
+        if self.applied_seq < 0 or self.stale():  # an earlier catch-up failed, or another generation
             self.load()
             return 0
         with self.repo.db.snapshot() as read:
             changes = self.repo.changes_after(read, self.applied_seq)
         if not changes:
             return 0
-        if self.repo.get_meta(CODEBOOK_KEY) != (self.codebook.name if self.codebook else None):
-            self.load()  # another process trained or dropped the codebook
-            return len(changes)
         added: dict[int, None] = {}
         removed: list[int] = []
         for _, op, image_id in changes:
@@ -110,47 +136,59 @@ class LocalIndex:
 
     def index_features(self, added: Sequence[int], removed: Sequence[int] = ()) -> None:
         """Read the stored features of ``added`` image ids into the inverted file; drop ``removed``."""
-        if self._ivf is None or self.kind is None:
+        state = self._state
+        if state is None:
             return
-        blobs = self.repo.features(list(added), self.kind) if added else {}
+        blobs = self.repo.features(list(added), state.kind) if added else {}
         aggregated = {i: CompactFeatures.from_bytes(b).aggregate() for i, b in blobs.items()}
         with self.lock.write():
-            self._ivf.remove(list(removed))
-            self._ivf.add(list(aggregated), list(aggregated.values()))
+            state.ivf.remove(list(removed))
+            state.ivf.add(list(aggregated), list(aggregated.values()))
+            state.ivf.refresh_norms_if_drifted()
 
     # ------------------------------------------------------------------ reads
     @property
     def ready(self) -> bool:
-        return self._ivf is not None
+        return self._state is not None
+
+    @property
+    def codebook(self) -> Codebook | None:
+        state = self._state
+        return state.codebook if state is not None else None
+
+    @property
+    def kind(self) -> str | None:
+        state = self._state
+        return state.kind if state is not None else None
 
     def __len__(self) -> int:
-        return len(self._ivf) if self._ivf is not None else 0
+        state = self._state
+        return len(state.ivf) if state is not None else 0
 
     def image_ids(self) -> set[int]:
         with self.lock.read():
-            return self._ivf.image_ids() if self._ivf is not None else set()
-
-    def encode(self, features: LocalFeatures) -> CompactFeatures | None:
-        return self.codebook.encode(features) if self.codebook is not None else None
+            state = self._state
+            return state.ivf.image_ids() if state is not None else set()
 
     def search(self, query: LocalFeatures, k: int) -> LocalMatches | None:
         """The ``k`` photos with the most local evidence for ``query``; None without a codebook."""
-        codebook = self.codebook
-        if codebook is None or self._ivf is None:
+        state = self._state  # one codebook, kind and inverted file for the whole search
+        if state is None:
             return None
-        compact = codebook.encode(query, with_codes=False)
+        compact = state.codebook.encode(query, with_codes=False)
         words, codes = compact.aggregate()
         with self.lock.read():
-            ids, scores = self._ivf.search(words, codes, k)
-        return LocalMatches(ids, scores, compact)
+            ids, scores = state.ivf.search(words, codes, k)
+        return LocalMatches(ids, scores, compact, state.codebook)
 
     def info(self) -> dict[str, Any]:
-        if self.codebook is None or self._ivf is None:
+        state = self._state
+        if state is None:
             return {"codebook": None, "photos": 0}
         return {
-            "codebook": self.codebook.name,
-            "words": self.codebook.size,
-            "photos": len(self._ivf),
-            "postings": self._ivf.postings,
+            "codebook": state.codebook.name,
+            "words": state.codebook.size,
+            "photos": len(state.ivf),
+            "postings": state.ivf.postings,
             "applied_seq": self.applied_seq,
         }

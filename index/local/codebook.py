@@ -67,7 +67,12 @@ class Codebook:
         self._name = hashlib.sha256(self.centroids.tobytes() + self.pq_centroids.tobytes()).hexdigest()[:16]
         self._quantizer = faiss.IndexHNSWFlat(DESCRIPTOR_DIM, 16)
         self._quantizer.hnsw.efConstruction = 40
-        self._quantizer.add(self.centroids)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one thread builds the same graph in every process: same words
+        try:
+            self._quantizer.add(self.centroids)
+        finally:
+            faiss.omp_set_num_threads(threads)
         self._quantizer.hnsw.efSearch = 16
         self._pq = faiss.ProductQuantizer(DESCRIPTOR_DIM, m, 8)
         faiss.copy_array_to_vector(

@@ -4,8 +4,8 @@ As ASMK's ``inverted_file.py``: one posting (photo, 128-bit code) per photo and 
 Postings live in two segments sorted by word, a large one and a small one that takes the adds
 (re-sorted per batch, merged into the large one when it passes an eighth of it), so an add costs
 the size of the small segment, not the catalog. A removed photo's row is marked dead at once and
-its postings go at the next merge. Writes are not thread-safe: ``LocalIndex`` holds a
-readers-writer lock (a search may refresh the norms, which swaps one array).
+its postings go at the next merge. Not thread-safe: ``LocalIndex`` holds a readers-writer
+lock, and writers refresh the norms (``refresh_norms_if_drifted``).
 """
 
 from __future__ import annotations
@@ -88,12 +88,16 @@ class InvertedFile:
         return np.log(max(len(self), 1) / np.maximum(self.df, 1)).astype(np.float32) * (self.df > 0)
 
     def add(self, image_ids: Sequence[int], aggregated: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Add photos (an id already held is replaced): each with (U,) words and (U, 2) codes."""
-        self.remove([i for i in image_ids if i in self._row_of])
-        word_parts, row_parts, code_parts = [], [], []
-        for image_id, (words, codes) in zip(image_ids, aggregated, strict=True):
+        """Add photos (an id already held is replaced, an id given twice counts once: the last):
+        each with (U,) words and (U, 2) codes. A photo with words outside the codebook is refused
+        before anything changes."""
+        batch = dict(zip((int(i) for i in image_ids), aggregated, strict=True))
+        for image_id, (words, _) in batch.items():
             if len(words) and (words.min() < 0 or words.max() >= self.words):
                 raise ValueError(f"image {image_id} has words outside 0..{self.words - 1}")
+        self.remove([i for i in batch if i in self._row_of])
+        word_parts, row_parts, code_parts = [], [], []
+        for image_id, (words, codes) in batch.items():
             row = len(self._ids)
             self._ids.append(int(image_id))
             self._row_of[int(image_id)] = row
@@ -146,12 +150,17 @@ class InvertedFile:
         self._row_words = [self._row_words[r] for r in alive]
         self._row_of = {image_id: row for row, image_id in enumerate(self._ids)}
         self._live = np.ones(len(self._ids), bool)
-        self._refresh_norms()
+        self.refresh_norms()
 
-    def _refresh_norms(self) -> None:
+    def refresh_norms_if_drifted(self) -> None:
+        """``refresh_norms`` once the photo count has moved by more than 1 % since the last one."""
+        if abs(len(self) - self._norms_for) > 0.01 * max(self._norms_for, 1):
+            self.refresh_norms()
+
+    def refresh_norms(self) -> None:
         """Every photo's norm, sqrt(sum of idf^2 over its words), with today's idf. A photo added
         later gets its norm with the idf of its day; once the photo count has moved by more than
-        1 % since, the next search computes them all again, so scores drift by that much at most."""
+        1 % since, the writer computes them all again, so scores drift by that much at most."""
         idf2 = self.idf() ** 2
         lengths = np.array([len(w) for w in self._row_words], np.int64)
         flat = np.concatenate([np.zeros(0, np.int32), *self._row_words])
@@ -165,8 +174,6 @@ class InvertedFile:
         best first; only photos sharing a word with a positive kernel value."""
         if len(self._ids) == 0 or len(words) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if abs(len(self) - self._norms_for) > 0.01 * max(self._norms_for, 1):
-            self._refresh_norms()
         idf2 = self.idf() ** 2
         query_norm = float(np.sqrt(idf2[words].sum()))
         if query_norm == 0:

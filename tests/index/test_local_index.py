@@ -66,6 +66,7 @@ def test_the_inverted_file_scores_as_the_brute_force_kernel_through_adds_merges_
     for gone in ids[::3]:
         del photos[gone]
     ivf.remove(ids[::3])
+    ivf.refresh_norms_if_drifted()  # as the writer does after each batch
     assert ivf.image_ids() == set(photos) and len(ivf) == len(photos)
     for query in random_aggregates(rng, words, 10) + [photos[1004]]:
         expected = brute_force(photos, words, query)
@@ -81,8 +82,11 @@ def test_a_photo_is_its_own_best_match_and_words_outside_the_codebook_are_refuse
     ivf.add(list(range(50)), photos)
     found, scores = ivf.search(*photos[17], k=3)
     assert found[0] == 17 and scores[0] == pytest.approx(1.0) and scores[1] < 0.5
-    with pytest.raises(ValueError, match="outside"):
-        ivf.add([99], [(np.array([500]), np.zeros((1, 2), np.uint64))])
+    with pytest.raises(ValueError, match="outside"):  # refused whole: nothing of the batch is added
+        ivf.add([98, 99], [photos[0], (np.array([500]), np.zeros((1, 2), np.uint64))])
+    assert len(ivf) == 50 and 98 not in ivf and ivf.search(*photos[17], k=1)[0][0] == 17
+    ivf.add([60, 60], [photos[1], photos[2]])  # one id twice: the last counts, once
+    assert len(ivf) == 51 and list(ivf.search(*photos[2], k=2)[0]) in ([2, 60], [60, 2])
 
 
 def features(seed: int, n: int = 80) -> LocalFeatures:
@@ -157,3 +161,31 @@ def test_the_store_keeps_the_local_index_in_step(codebook: Codebook, tmp_path: P
     with ProductStore(tmp_path / "s") as reopened:
         assert len(reopened.local) == 5 and local_top(reopened, 30) == new_image
         assert reopened.local.info()["codebook"] == codebook.name
+
+
+def test_other_processes_follow_a_new_codebook_and_features_found_later(
+    codebook: Codebook, tmp_path: Path
+) -> None:
+    """Writes without a change-log row (a codebook, features of stored photos) reach every process."""
+    other_codebook = Codebook.train(
+        np.concatenate([features(100 + s).descriptors for s in range(60)]), 256, seed=1, iterations=4
+    )
+    with (
+        ProductStore(tmp_path / "s", FP, DIM, duplicate_policy="off") as a,
+        ProductStore(tmp_path / "s") as b,
+    ):
+        a.set_codebook(codebook)
+        assert not b.local.ready and b.sync() == 0 and b.local.codebook.name == codebook.name  # type: ignore[union-attr]
+        first = a.add_products([product(i) for i in range(1, 4)]).products
+        b.sync()
+        assert len(b.local) == 3
+        a.set_codebook(other_codebook)  # every photo's features dropped: found again below
+        b.add_products([product(9)])  # b has not synced: it must not write rows of the old codebook
+        a.sync()
+        assert check_store(a) == [] and a.features.count() == 1
+        found = {p.images[0].id: features(i) for i, p in zip(range(1, 4), first, strict=True)}
+        assert a.save_local_features(found) == 3
+        b.sync()
+        assert b.local.codebook.name == other_codebook.name and len(b.local) == len(a.local) == 4  # type: ignore[union-attr]
+        assert local_top(b, 2) == first[1].images[0].id
+        assert check_store(b) == []
