@@ -34,6 +34,7 @@ from index.vectors.rwlock import ReadWriteLock
 log = logging.getLogger(__name__)
 CODEBOOK_KEY = "local_codebook"  # meta: the name of the codebook in use
 GENERATION_KEY = "local_generation"  # meta: changes when the local rows change outside the change log
+QUERY_ASSIGNMENTS = 3  # a query keypoint counts under its 3 nearest words (chosen on smvs 001-050)
 
 
 def features_kind(codebook: Codebook) -> str:
@@ -170,12 +171,15 @@ class LocalIndex:
             state = self._state
             return state.ivf.image_ids() if state is not None else set()
 
-    def search(self, query: LocalFeatures, k: int) -> LocalMatches | None:
-        """The ``k`` photos with the most local evidence for ``query``; None without a codebook."""
+    def search(
+        self, query: LocalFeatures, k: int, assignments: int = QUERY_ASSIGNMENTS
+    ) -> LocalMatches | None:
+        """The ``k`` photos with the most local evidence for ``query``, each of its keypoints
+        counted under its ``assignments`` nearest words; None without a codebook."""
         state = self._state  # one codebook, kind and inverted file for the whole search
         if state is None:
             return None
-        compact = state.codebook.encode(query, with_codes=False)
+        compact = state.codebook.encode_query(query, assignments)
         words, codes = compact.aggregate()
         with self.lock.read():
             ids, scores = state.ivf.search(words, codes, k)

@@ -113,12 +113,25 @@ class Codebook:
         assert kmeans.centroids is not None  # set by train
         return cls(kmeans.centroids, pq_centroids)
 
-    def assign(self, rootsift: np.ndarray) -> np.ndarray:
-        """(N, 128) RootSIFT -> (N,) int64 word ids."""
+    def assign(self, rootsift: np.ndarray, nearest: int = 1) -> np.ndarray:
+        """(N, 128) RootSIFT -> (N,) int64 word ids; (N, nearest) the nearest words when nearest > 1."""
         if len(rootsift) == 0:
-            return np.zeros(0, np.int64)
-        _, words = self._quantizer.search(np.ascontiguousarray(rootsift, np.float32), 1)
-        return words[:, 0].astype(np.int64)
+            return np.zeros((0,) if nearest == 1 else (0, nearest), np.int64)
+        _, words = self._quantizer.search(np.ascontiguousarray(rootsift, np.float32), nearest)
+        return words[:, 0].astype(np.int64) if nearest == 1 else words.astype(np.int64)
+
+    def encode_query(self, features: LocalFeatures, assignments: int = 1) -> CompactFeatures:
+        """A query's words and signatures, each keypoint under its ``assignments`` nearest words
+        (multiple assignment, as ASMK does on the query side); no PQ codes."""
+        if assignments == 1:
+            return self.encode(features, with_codes=False)
+        x = root_sift(features.descriptors)  # (N, 128)
+        words = self.assign(x, assignments)  # (N, A)
+        words = words[words >= 0].reshape(-1) if (words < 0).any() else words.reshape(-1)
+        repeated = np.repeat(x, assignments, axis=0)[: len(words)]  # (N * A, 128)
+        signatures = np.packbits(repeated - self.centroids[words] > 0, axis=1)
+        keypoints = np.repeat(features.keypoints, assignments, axis=0)[: len(words)].astype(np.float32)
+        return CompactFeatures(keypoints, words, signatures, np.zeros((len(words), 0), np.uint8))
 
     def encode(self, features: LocalFeatures, with_codes: bool = True) -> CompactFeatures:
         """SIFT features -> their compact form under this codebook; ``with_codes=False`` leaves
