@@ -234,12 +234,7 @@ def main(args: argparse.Namespace) -> Path:
             _precise_bn(args, method.encoder, device)
         if args.whiten:
             seen = fit_whitening(
-                method.encoder,
-                args.data,
-                args.whiten_shrinkage,
-                device,
-                args.batch_size,
-                args.workers,
+                method.encoder, args.data, args.whiten_shrinkage, device, args.batch_size, args.workers,
                 args.limit,
             )
             print(f"learned PCA whitening on {seen} photos (shrinkage {args.whiten_shrinkage})")

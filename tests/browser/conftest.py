@@ -76,12 +76,8 @@ def shop(tiny_encoder_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         writer = csv.DictWriter(f, fieldnames=["sku", "title", "category", "price", "image_path"])
         writer.writeheader()
         for r in chosen:
-            writer.writerow(
-                {
-                    **{k: r[k] for k in ("sku", "title", "category", "price")},
-                    "image_path": str(DEMO / r["image_path"]),
-                }
-            )
+            writer.writerow({**{k: r[k] for k in ("sku", "title", "category", "price")},
+                             "image_path": str(DEMO / r["image_path"])})
     store = build_store(catalog, tiny_encoder_path, work / "store")
     shutil.copytree(store, work / "store-copy")  # for a second server, before this one writes
     with running_server(tiny_encoder_path, store, LOOKALIKE_API_KEYS=API_KEY) as (base, _):

@@ -97,13 +97,8 @@ def test_flip_and_scales_average_normalised_descriptors() -> None:
 def test_an_encoder_saved_before_the_head_existed_keeps_its_fingerprint(tmp_path: Path) -> None:
     encoder = Encoder(EncoderConfig(arch="mobilenet_v3_small", image_size=64))
     state = encoder.state_dict()
-    legacy_config = {
-        "arch": "mobilenet_v3_small",
-        "image_size": 64,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "embed_dim": 576,
-    }
+    legacy_config = {"arch": "mobilenet_v3_small", "image_size": 64, "mean": [0.485, 0.456, 0.406],
+                     "std": [0.229, 0.224, 0.225], "embed_dim": 576}
     legacy = fingerprint_of(EncoderConfig.from_dict(dict(legacy_config)), state)
     assert encoder.config.to_dict() == legacy_config
     assert encoder_fingerprint(encoder) == legacy
