@@ -88,7 +88,8 @@ def plausible_homography(h: np.ndarray, points: np.ndarray) -> bool:
     box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32).reshape(-1, 1, 2)
     quad = cv2.perspectiveTransform(box, h).reshape(4, 2)
     edges = np.roll(quad, -1, axis=0) - quad  # (4, 2)
-    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    following = np.roll(edges, -1, axis=0)  # (4, 2): the edge after each
+    turns = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
     return bool(np.all(turns > 0) or np.all(turns < 0))
 
 
@@ -99,14 +100,30 @@ def inlier_matches(
     ratio: float = RATIO,
     threshold_px: float = RANSAC_THRESHOLD_PX,
 ) -> np.ndarray:
-    """(I, 2) int64 rows (query keypoint, candidate keypoint): the tentative matches consistent
-    with one plausible RANSAC homography; none, without RANSAC, when there are fewer tentative
-    matches than ``enough`` (they could not make that many inliers)."""
-    matches = tentative_matches(query, candidate, ratio)
+    """(I, 2) int64 rows (query keypoint, candidate keypoint): ``verified_matches`` on the SIFT
+    descriptors."""
+    q, c = query.descriptors.astype(np.float32), candidate.descriptors.astype(np.float32)
+    return verified_matches(query.keypoints, q, candidate.keypoints, c, enough, ratio, threshold_px)
+
+
+def verified_matches(
+    query_points: np.ndarray,
+    query_descriptors: np.ndarray,
+    candidate_points: np.ndarray,
+    candidate_descriptors: np.ndarray,
+    enough: int = MIN_MATCHES,
+    ratio: float = RATIO,
+    threshold_px: float = RANSAC_THRESHOLD_PX,
+) -> np.ndarray:
+    """points (Q, 2) / (C, 2) and descriptors (Q, D) / (C, D) -> (I, 2) int64 rows (query row,
+    candidate row): the ratio-test matches consistent with one plausible RANSAC homography; none,
+    without RANSAC, when there are fewer tentative matches than ``enough`` (they could not make
+    that many inliers)."""
+    matches = ratio_matches(query_descriptors, candidate_descriptors, ratio)
     if len(matches) < max(enough, MIN_MATCHES):
         return matches[:0]
-    src = query.keypoints[matches[:, 0]]  # (M, 2)
-    dst = candidate.keypoints[matches[:, 1]]  # (M, 2)
+    src = query_points[matches[:, 0]]  # (M, 2)
+    dst = candidate_points[matches[:, 1]]  # (M, 2)
     return matches[homography_inliers(src, dst, enough, threshold_px)]
 
 

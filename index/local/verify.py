@@ -6,7 +6,7 @@ recall@1 with 16-byte PQ codes against 0.970 with the raw SIFT descriptors."""
 
 from __future__ import annotations
 
-from encoder.geometric import homography_inliers, ratio_matches
+from encoder.geometric import verified_matches
 from encoder.local_features import LocalFeatures
 from index.local.codebook import Codebook, root_sift
 from index.local.compact import CompactFeatures
@@ -22,11 +22,5 @@ class QueryForVerification:
     def inliers(self, candidate: CompactFeatures, codebook: Codebook, enough: int) -> int:
         """RANSAC homography inliers between the query and ``candidate``; 0 when fewer than
         ``enough`` tentative matches (no RANSAC then)."""
-        if candidate.count < 2 or len(self.keypoints) == 0:
-            return 0
-        matches = ratio_matches(self.descriptors, codebook.decode(candidate))
-        if len(matches) < enough:
-            return 0
-        src = self.keypoints[matches[:, 0]]
-        dst = candidate.keypoints[matches[:, 1]]
-        return int(homography_inliers(src, dst, enough).sum())
+        decoded = codebook.decode(candidate)  # (C, 128)
+        return len(verified_matches(self.keypoints, self.descriptors, candidate.keypoints, decoded, enough))
