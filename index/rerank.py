@@ -106,12 +106,13 @@ def rerank(
         return Reranked(list(hits), 0, (clock() - started) * 1000)
     codebook = matches.codebook
     by_product = {h.product.id: h for h in hits}
+    global_products = set(by_product)
     local_image: dict[int, int] = {}  # product id -> its locally best photo
     new = [int(i) for i in matches.image_ids]
-    for hit in hits_of([i for i in new if i not in {h.image_id for h in hits}]):
+    answered = {h.image_id for h in hits}
+    for hit in hits_of([i for i in new if i not in answered]):
         by_product.setdefault(hit.product.id, hit)
-    owner = {h.image_id: h.product.id for h in by_product.values()}
-    owner.update({i.id: h.product.id for h in by_product.values() for i in h.product.images})
+    owner = {i.id: h.product.id for h in by_product.values() for i in h.product.images}  # photo -> product
     local_ranking: list[int] = []
     for image_id in new:
         product_id = owner.get(image_id)
@@ -142,7 +143,7 @@ def rerank(
     matched = sorted(
         (p for p, (n, _) in counted.items() if n >= options.min_inliers), key=lambda p: -counted[p][0]
     )
-    failed_local = {p for p in counted if p not in set(matched) and p not in {h.product.id for h in hits}}
+    left_out = set(matched) | {p for p in counted if p not in global_products}  # failed local-only ones
     # a verified product answers with the photo that verified, and that photo's cosine
     other_photo = [counted[p][1] for p in matched if counted[p][1] != by_product[p].image_id]
     cosine = {h.image_id: h.score for h in hits_of(other_photo)} if other_photo else {}
@@ -159,7 +160,7 @@ def rerank(
     answer += [
         replace(by_product[p], inliers=counted[p][0]) if p in counted else by_product[p]
         for p in fused
-        if p not in set(matched) and p not in failed_local
+        if p not in left_out
     ]
     return Reranked(answer, len(counted), (clock() - started) * 1000, len(new))
 
