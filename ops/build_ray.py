@@ -194,7 +194,7 @@ def embed_catalog_ray(
     each = " + ".join(f"{v:g} {k[4:-1].upper()}" for k, v in resources.items())  # "1 GPU + 4 CPU"
     print(f"embedding on Ray: {actors} actors, each holding {each} and running {threads} torch threads")
     dim = encoder.config.embed_dim
-    local_features = store.rerank_options.enabled  # found here, by the driver, as each batch arrives
+    local_features = store.local.ready  # found here, by the driver, as each batch arrives
     try:
         results = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             EmbedProducts,
