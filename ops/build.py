@@ -34,7 +34,7 @@ from index.store import ProductStore
 from index.thresholds import META_KEY
 from ops.build_report import BuildReport
 from ops.calibrate import calibrate
-from ops.local_setup import DECISION_KEY, prepare_local_index
+from ops.local_setup import prepare_local_index
 from ops.maintenance import describe_thresholds
 
 
@@ -213,10 +213,9 @@ def main(args: argparse.Namespace) -> ProductStore:
         database_url=args.database_url,
     )
     items = read_catalog(args.catalog)
-    choice = None if args.rerank in (None, "auto") else args.rerank
-    if args.rerank == "auto":
-        store.repository.delete_meta(DECISION_KEY)  # measure again
-    decision = prepare_local_index(encoder, store, items, choice, args.decision_sample) if items else None
+    decision = (
+        prepare_local_index(encoder, store, items, args.rerank, args.decision_sample) if items else None
+    )
     if decision is not None:
         print(decision.why)
     store.set_rerank_options(rerank_options(args, store.rerank_options))

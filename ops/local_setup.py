@@ -128,7 +128,7 @@ def decide(
 
 def train_codebook(items: Sequence[CatalogItem], sampled: Sequence[LocalFeatures], seed: int = 0) -> Codebook:
     """A codebook from the sampled photos' descriptors and more catalog photos, up to ``CODEBOOK_PHOTOS``."""
-    more = _photos(items, CODEBOOK_PHOTOS, seed + 1)[: max(0, CODEBOOK_PHOTOS - len(sampled))]
+    more = _photos(items, max(0, CODEBOOK_PHOTOS - len(sampled)), seed + 1)  # decoded only as many as used
     return train_codebook_from(more, sampled, seed)
 
 
@@ -148,11 +148,12 @@ def train_codebook_from(
 def prepare_local_index(
     encoder: Encoder, store: ProductStore, items: Sequence[CatalogItem], choice: str | None, sample: int = 100
 ) -> LocalDecision | None:
-    """Decide and set up the store's local index, unless it has one and no ``choice`` was given
-    (a resumed build); None then. ``choice``: None (measure and decide), "on" or "off"."""
+    """Decide and set up the store's local index; None, doing nothing, when no ``choice`` was given
+    and the store has decided already (a resumed build). ``choice``: None (decide once), "auto"
+    (measure and decide again), "on" or "off" (forced; measured all the same, for the record)."""
     if choice is None and (store.local.ready or store.get_meta(DECISION_KEY) is not None):
         return None
-    decision, sampled = decide(encoder, items, sample, forced=choice)
+    decision, sampled = decide(encoder, items, sample, forced=choice if choice in ("on", "off") else None)
     descriptors = sum(f.count for f in sampled)
     if decision.enabled and not store.local.ready and descriptors >= 256:
         store.set_codebook(train_codebook(items, sampled))

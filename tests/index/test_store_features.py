@@ -4,6 +4,7 @@ version 1), its codebook trained on its own photos."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,11 @@ def test_build_keeps_features_and_the_options(tiny_encoder_path: Path, tmp_path:
         assert store.rerank_options == RerankOptions(k=7)
         assert store.features.count() == store.image_count() == 3 == len(store.local)
         assert 0 < store.features.mean_bytes() <= 16 * 1024
+        assert json.loads(store.get_meta("local_decision") or "{}")["forced"] == "on"
+    build_store(catalog.parent, tiny_encoder_path, store_dir, "--rerank", "auto")  # measured again
+    with ProductStore(store_dir) as store:
+        assert json.loads(store.get_meta("local_decision") or "{}")["forced"] is None
+        assert store.local.ready and len(store.local) == 3  # the index is kept
     store_dir = build_store(catalog.parent, tiny_encoder_path, tmp_path / "off", "--rerank", "off")
     with ProductStore(store_dir) as store:
         assert not store.rerank_options.enabled and rows(store) == 0
