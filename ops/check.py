@@ -78,10 +78,10 @@ def local_index_problems(store: ProductStore, stored: set[int]) -> list[str]:
         count = store.repository.count_features()
         return [f"local: {count} feature rows but no codebook (lookalike index features)"] if count else []
     problems = []
-    rows = 0
+    with_rows: set[int] = set()  # images with a row of the current kind
     for batch in store.repository.iter_features(local.kind):
         for image_id, blob in batch:
-            rows += 1
+            with_rows.add(image_id)
             try:
                 compact = CompactFeatures.from_bytes(blob)
             except ValueError as exc:
@@ -91,9 +91,8 @@ def local_index_problems(store: ProductStore, stored: set[int]) -> list[str]:
                 problems.append(
                     f"local: image {image_id}: a word beyond the codebook's {local.codebook.size}"
                 )
-    if other := store.repository.count_features() - rows:
+    if other := store.repository.count_features() - len(with_rows):
         problems.append(f"local: {other} feature rows of another codebook or detector (index features)")
-    with_rows = store.repository.feature_ids(local.kind)
     if stray := with_rows - stored:
         problems.append(f"local: {len(stray)} feature rows of deleted images, e.g. {sorted(stray)[:5]}")
     held = local.image_ids()

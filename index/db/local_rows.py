@@ -42,11 +42,6 @@ class LocalRows:
             last = int(rows[-1]["image_id"])
             yield [(int(r["image_id"]), bytes(r["data"])) for r in rows]
 
-    def feature_ids(self, kind: str) -> set[int]:
-        """The ids of the images with features of ``kind``."""
-        rows = self.db.query("SELECT image_id FROM image_features WHERE kind = ?", (kind,))
-        return {int(r["image_id"]) for r in rows}
-
     def count_features(self, kind: str | None = None) -> int:
         """Images with features (of ``kind`` when given)."""
         if kind is None:
