@@ -150,7 +150,7 @@ class Searcher:
             return []
         ids, product_ids, vectors = self.repo.owned_embeddings(image_ids)
         if filter is not None and not filter.is_empty:
-            keep = np.isin(ids, self.repo.image_ids_matching(filter))
+            keep = np.isin(ids, self.repo.image_ids_matching(filter, ids.tolist()))
             ids, product_ids, vectors = ids[keep], product_ids[keep], vectors[keep]
         # (N,): a product without BLAS, whose threads would spin for more CPU than this takes
         scores = (vectors * np.asarray(query, np.float32).reshape(1, -1)).sum(1)

@@ -176,12 +176,15 @@ class Repository(LocalRows):
         )
         return {r["id"]: (r["product_id"], r["sku"]) for r in rows}
 
-    def image_ids_matching(self, filter: SearchFilter) -> np.ndarray:
-        """(A,) sorted int64 ids of the images whose product matches ``filter``."""
+    def image_ids_matching(self, filter: SearchFilter, among: Sequence[int] | None = None) -> np.ndarray:
+        """(A,) sorted int64 ids of the images whose product matches ``filter`` (of ``among`` only,
+        when given: a lookup by id instead of a scan of every matching image)."""
         where, params = filter_where(filter, "p", self.db.dialect)
-        rows = self.db.query(
-            f"SELECT i.id FROM images i JOIN products p ON p.id = i.product_id WHERE {where}", params
-        )
+        sql = f"SELECT i.id FROM images i JOIN products p ON p.id = i.product_id WHERE {where}"
+        if among is None:
+            rows = self.db.query(sql, params)
+        else:
+            rows = self.db.rows_in(sql + " AND i.id IN ({})", list(among), params)
         return np.array(sorted(r["id"] for r in rows), dtype=np.int64)
 
     def image_facts(self) -> list[ImageFacts]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from encoder import Preprocessor, load_encoder
 from encoder.local_features import extract_features
-from index import ProductStore, SearchHit
+from index import ProductStore, SearchFilter, SearchHit
 from index.rerank import Reranked, RerankOptions, rerank
 from tests.conftest import build_store
 from tests.encoder.covers import DEMO_PHOTO, cover, jpeg, shopper_photo
@@ -104,6 +104,22 @@ def test_the_local_channel_finds_a_cover_the_global_list_lacks(
         cosine = next(h.score for h in everything if h.product.sku == "DVD-4")
         assert top.score == pytest.approx(cosine, abs=1e-5)  # the cosine of the photo it matched
         assert {h.product.id for h in hits} <= {h.product.id for h in done.hits[1:]}
+
+
+def test_candidates_only_the_local_index_named_obey_the_filter(
+    covers_store: Path, tiny_encoder_path: Path
+) -> None:
+    with ProductStore(covers_store) as store:
+        vector = query_vector(tiny_encoder_path, shopper_bytes(4))[0]
+        products = store.list_products(limit=100)
+        photos = [i.id for p in products for i in p.images]
+        dvd = {i.id for p in products if p.sku.startswith("DVD") for i in p.images}
+        hits = store.image_hits(photos, vector, SearchFilter(category="shoes"))
+        assert {h.image_id for h in hits} == set(photos) - dvd and all(
+            h.product.category == "shoes" for h in hits
+        )
+        assert {h.image_id for h in store.image_hits(photos, vector, SearchFilter(category="dvd"))} == dvd
+        assert len(store.image_hits(photos, vector)) == len(photos)
 
 
 def test_nothing_is_verified_when_nothing_matches(covers_store: Path, tiny_encoder_path: Path) -> None:
