@@ -48,8 +48,11 @@ class LocalState:
     """What one search reads, swapped as a whole: the codebook, its feature kind, the inverted file."""
 
     codebook: Codebook
-    kind: str
     ivf: InvertedFile
+
+    @property
+    def kind(self) -> str:
+        return features_kind(self.codebook)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,6 @@ class LocalMatches:
 
     image_ids: np.ndarray  # (L,) int64
     scores: np.ndarray  # (L,) float32 ASMK similarity, 0..1
-    query: CompactFeatures  # the query's own compact features (words and signatures)
     codebook: Codebook  # the codebook they were found with: verify with this one
 
 
@@ -96,7 +98,7 @@ class LocalIndex:
             for rows in self.repo.iter_features(features_kind(codebook)):
                 ivf.add([i for i, _ in rows], [CompactFeatures.from_bytes(b).aggregate() for _, b in rows])
             ivf.refresh_norms()
-            state = LocalState(codebook, features_kind(codebook), ivf)
+            state = LocalState(codebook, ivf)
         # changes committed while reading: applied again by the next catch-up (adds replace)
         with self.lock.write():
             self._state, self.applied_seq, self.generation = state, seq, generation
@@ -183,7 +185,7 @@ class LocalIndex:
         words, codes = compact.aggregate()
         with self.lock.read():
             ids, scores = state.ivf.search(words, codes, k)
-        return LocalMatches(ids, scores, compact, state.codebook)
+        return LocalMatches(ids, scores, state.codebook)
 
     def info(self) -> dict[str, Any]:
         state = self._state
