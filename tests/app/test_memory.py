@@ -18,8 +18,10 @@ pytestmark = pytest.mark.skipif(_glibc() is None, reason="glibc's allocator only
 
 THREADS = """
 import ctypes, threading
+together = threading.Barrier(8)  # all hold their blocks at once: none reuses a finished arena
 def work():  # blocks above pymalloc's 512 bytes: they come from this thread's malloc arena
     keep = [bytearray(4096) for _ in range(2000)]
+    together.wait()
     del keep
 threads = [threading.Thread(target=work) for _ in range(8)]
 for t in threads: t.start()
